@@ -1,0 +1,84 @@
+"""System checks: broken dataset declarations show up in ``manage.py check``, not in cron.
+
+dataset_sync.E001  a dataset cannot be evaluated without arguments for another reason
+                   than rejecting the empty argument string (it raised an exception)
+dataset_sync.E002  a spec names a model that is not installed
+dataset_sync.E003  a spec has an unknown key or a value of the wrong shape
+dataset_sync.E004  a spec's filter names a field the model does not have
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.core.exceptions import FieldError
+
+from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
+from dataset_sync.registry import datasets
+from dataset_sync.specs import Spec, to_spec
+
+
+def register() -> None:
+    checks.register(check_datasets)
+
+
+def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Evaluate every dataset with empty arguments and check the specs it returns.
+
+    Datasets that need arguments usually reject the empty string; those are skipped, since
+    only what can be checked without arguments is checked.
+    """
+    errors: list[checks.CheckMessage] = []
+    for name, dataset in sorted(datasets().items()):
+        try:
+            raw_specs = list(dataset.specs_function(""))
+        except (ValueError, TypeError, LookupError, DatasetArgumentsError):
+            continue
+        except Exception as exc:  # noqa: BLE001 - a check reports, it does not crash
+            errors.append(
+                checks.Error(
+                    f"Dataset '{name}' raised {type(exc).__name__}: {exc}",
+                    hint="A dataset function should only raise ValueError for bad arguments.",
+                    id="dataset_sync.E001",
+                )
+            )
+            continue
+        for raw in raw_specs:
+            errors.extend(_check_spec(name, raw))
+    return errors
+
+
+def _check_spec(name: str, raw: Any) -> list[checks.CheckMessage]:
+    try:
+        spec = to_spec(raw)
+    except InvalidSpecError as exc:
+        return [checks.Error(f"Dataset '{name}': {exc}", id="dataset_sync.E003")]
+    try:
+        model = spec.get_model()
+    except InvalidSpecError as exc:
+        return [
+            checks.Error(
+                f"Dataset '{name}': {exc}",
+                hint="Use an 'app_label.model_name' label of an installed model.",
+                id="dataset_sync.E002",
+            )
+        ]
+    return _check_filter(name, spec, model)
+
+
+def _check_filter(name: str, spec: Spec, model: Any) -> list[checks.CheckMessage]:
+    try:
+        # Building the query resolves every lookup without running it.
+        str(model._base_manager.filter(**spec.filter).query)
+    except FieldError as exc:
+        return [
+            checks.Error(
+                f"Dataset '{name}': the filter of {spec.model} is invalid: {exc}",
+                id="dataset_sync.E004",
+            )
+        ]
+    except (ValueError, TypeError):
+        # A value of the wrong type for its field: only a real query can tell.
+        return []
+    return []

@@ -1,0 +1,306 @@
+"""The dump file format, in one place.
+
+A dump is one JSON document laid out one object per line, so that it can be written and read
+as a stream and still be loaded by any JSON parser::
+
+    {"format": "dataset_sync", "version": 1, "dataset": ..., "specs": [...], ..., "objects": [
+    {"model": "app.model", "pk": 1, "fields": {...}},
+    {"model": "app.model", "pk": 2, "fields": {...}}
+    ], "count": 2, "spec_counts": [2], "sha256": "..."}
+
+The header comes before the objects and the trailer after them. ``sha256`` is the digest of
+the object lines (without the separating commas, each followed by a newline), so a truncated
+or edited file is found before anything is written. feincms3-data's dumps
+(``{"version": 1, "specs": [...], "objects": [...]}``) are read too, without the digest.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+from dataset_sync.errors import DumpFormatError
+
+FORMAT = "dataset_sync"
+VERSION = 1
+_OBJECTS_OPEN = ', "objects": ['
+_TRAILER_OPEN = "], "
+_COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+def encode_object(obj: dict[str, Any]) -> str:
+    """One object as its dump line: Django's JSON serializer encoding, on one line."""
+    return json.dumps(obj, cls=DjangoJSONEncoder, ensure_ascii=False)
+
+
+def open_output(path: str | Path) -> IO[str]:
+    """A text stream writing ``path``, compressed when its extension asks for it."""
+    path = Path(path)
+    opener = _COMPRESSORS.get(path.suffix)
+    if opener is not None:
+        return opener(path, "wt", encoding="utf-8")  # type: ignore[operator,no-any-return]
+    return open(path, "w", encoding="utf-8")
+
+
+def open_input(path: str) -> IO[str]:
+    """A text stream reading ``path`` (``-`` for stdin), decompressed by extension."""
+    if path == "-":
+        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+    opener = _COMPRESSORS.get(Path(path).suffix)
+    try:
+        if opener is not None:
+            return opener(path, "rt", encoding="utf-8")  # type: ignore[operator,no-any-return]
+        return open(path, encoding="utf-8")
+    except FileNotFoundError:
+        raise DumpFormatError(f"{path}: no such file.") from None
+    except IsADirectoryError:
+        raise DumpFormatError(f"{path}: is a directory, not a dump file.") from None
+
+
+@dataclass
+class Header:
+    """What a dump says about itself before its objects."""
+
+    specs: list[dict[str, Any]]
+    dataset: str | None = None
+    args: str = ""
+    vendor: str | None = None
+    created: str | None = None
+    version: int = VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": self.version,
+            "dataset": self.dataset,
+            "args": self.args,
+            "specs": self.specs,
+            "vendor": self.vendor,
+            "created": self.created,
+            **self.extra,
+        }
+
+
+class DumpWriter:
+    """Writes a header, then objects one line each, then the trailer with count and digest."""
+
+    def __init__(self, stream: IO[str], header: Header) -> None:
+        self._stream = stream
+        self._digest = hashlib.sha256()
+        self._pending: str | None = None
+        self.spec_counts: list[int] = []
+        self.count = 0
+        opening = json.dumps(header.as_dict(), cls=DjangoJSONEncoder, ensure_ascii=False)
+        stream.write(opening[:-1] + _OBJECTS_OPEN + "\n")
+
+    def start_spec(self) -> None:
+        """Objects written from now on belong to the next spec."""
+        self.spec_counts.append(0)
+
+    def write(self, line: str) -> None:
+        """Write one object, already encoded by :func:`encode_object`."""
+        # One object is held back so that the last one is written without a comma.
+        if self._pending is not None:
+            self._stream.write(self._pending + ",\n")
+        self._pending = line
+        self._digest.update(line.encode() + b"\n")
+        self.spec_counts[-1] += 1
+        self.count += 1
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._stream.write(self._pending + "\n")
+        trailer = {"count": self.count, "spec_counts": self.spec_counts}
+        trailer["sha256"] = self._digest.hexdigest()
+        self._stream.write(_TRAILER_OPEN + json.dumps(trailer)[1:] + "\n")
+
+
+@dataclass
+class DumpedObject:
+    """One object of a dump: its parsed form, its line, and its position in the file."""
+
+    data: dict[str, Any]
+    line: str
+    ordinal: int
+
+
+class DumpReader:
+    """Reads a dump as a stream; :meth:`objects` verifies count and digest at the end.
+
+    ``header`` is available once the reader is created. Iterate :meth:`objects` once;
+    it raises DumpFormatError for anything malformed, truncated or edited.
+    """
+
+    def __init__(self, stream: IO[str], name: str) -> None:
+        self.name = name
+        self._stream = stream
+        try:
+            first = stream.readline()
+        except UnicodeDecodeError:
+            raise self._error("not a dump: the file is not UTF-8 text") from None
+        except (OSError, EOFError) as exc:
+            raise self._error(f"cannot be read ({exc})") from exc
+        #: Objects per spec, in spec order; known once :meth:`objects` has been read to the end.
+        self.spec_counts: list[int] | None = None
+        self._in_memory: dict[str, Any] | None = None
+        if first.startswith('{"format": ') and first.rstrip("\n").endswith(_OBJECTS_OPEN):
+            self.header = self._parse_header(first)
+        else:
+            self._in_memory = self._parse_whole(first)
+            self.header = self._header_of(self._in_memory)
+
+    def _error(self, message: str) -> DumpFormatError:
+        return DumpFormatError(f"{self.name}: {message}")
+
+    def _parse_header(self, line: str) -> Header:
+        try:
+            data = json.loads(line.rstrip("\n")[: -len(_OBJECTS_OPEN)] + "}")
+        except json.JSONDecodeError as exc:
+            raise self._error(f"line 1 is not a valid header ({exc}).") from exc
+        return self._header_of(data)
+
+    def _parse_whole(self, first: str) -> dict[str, Any]:
+        # Not our line layout: a feincms3-data dump, or one of ours reformatted by a tool.
+        try:
+            data = json.loads(first + self._stream.read())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self._error(f"not a dump: the file is not valid JSON ({exc}).") from exc
+        except (OSError, EOFError) as exc:
+            raise self._error(f"cannot be read ({exc})") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
+            raise self._error("not a dump: expected a JSON object with an 'objects' list.")
+        return data
+
+    def _header_of(self, data: dict[str, Any]) -> Header:
+        if data.get("format", FORMAT) != FORMAT:
+            raise self._error(f"not a dump: unknown format {data.get('format')!r}.")
+        version = data.get("version")
+        if version != VERSION:
+            raise self._error(
+                f"format version {version!r} is not supported; this dataset_sync reads"
+                f" version {VERSION}. Use the same dataset_sync version on both sides."
+            )
+        specs = data.get("specs")
+        if not isinstance(specs, list):
+            raise self._error("not a dump: the header has no 'specs' list.")
+        return Header(
+            specs=specs,
+            dataset=data.get("dataset"),
+            args=data.get("args") or "",
+            vendor=data.get("vendor"),
+            created=data.get("created"),
+        )
+
+    def objects(self) -> Iterator[DumpedObject]:
+        """Every object in file order; raises DumpFormatError on the first defect."""
+        if self._in_memory is not None:
+            yield from self._objects_in_memory(self._in_memory)
+        else:
+            yield from self._objects_streamed()
+
+    def _objects_in_memory(self, data: dict[str, Any]) -> Iterator[DumpedObject]:
+        if "format" not in data:
+            # feincms3-data dumps carry no trailer and no digest.
+            for ordinal, obj in enumerate(data["objects"]):
+                yield DumpedObject(self._checked(obj, None), encode_object(obj), ordinal)
+            return
+        digest = hashlib.sha256()
+        lines = [encode_object(obj) for obj in data["objects"]]
+        for line in lines:
+            digest.update(line.encode() + b"\n")
+        self._verify_trailer(data, len(lines), digest.hexdigest())
+        for ordinal, (obj, line) in enumerate(zip(data["objects"], lines, strict=True)):
+            yield DumpedObject(self._checked(obj, None), line, ordinal)
+
+    def _objects_streamed(self) -> Iterator[DumpedObject]:
+        digest = hashlib.sha256()
+        count = 0
+        line_number = 1
+        try:
+            for line_number, raw in enumerate(self._stream, start=2):
+                if raw.startswith(_TRAILER_OPEN):
+                    trailer = self._parse_trailer(raw, line_number)
+                    self._verify_trailer(trailer, count, digest.hexdigest())
+                    self._expect_end(line_number)
+                    return
+                line = raw.rstrip("\n")
+                if line.endswith(","):
+                    line = line[:-1]
+                try:
+                    data = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise self._error(
+                        f"line {line_number} is not valid JSON ({exc.msg}); the file is"
+                        " truncated or corrupted. Dump it again."
+                    ) from None
+                digest.update(line.encode() + b"\n")
+                yield DumpedObject(self._checked(data, line_number), line, count)
+                count += 1
+        except UnicodeDecodeError:
+            raise self._error(f"line {line_number + 1} is not UTF-8 text.") from None
+        except (OSError, EOFError) as exc:
+            raise self._error(
+                f"cannot be read after {count:,} objects ({exc}); the file is truncated or"
+                " corrupted. Dump it again."
+            ) from exc
+        raise self._error(
+            f"trailer missing after {count:,} objects; the file is truncated. Dump it again."
+        )
+
+    def _checked(self, data: Any, line_number: int | None) -> dict[str, Any]:
+        where = f"line {line_number}" if line_number else "an object"
+        if (
+            not isinstance(data, dict)
+            or not isinstance(data.get("model"), str)
+            or "pk" not in data
+            or not isinstance(data.get("fields", {}), dict)
+        ):
+            raise self._error(
+                f"{where} is not a serialized object with 'model', 'pk' and 'fields'."
+            )
+        return data
+
+    def _parse_trailer(self, raw: str, line_number: int) -> dict[str, Any]:
+        try:
+            trailer = json.loads("{" + raw.rstrip("\n")[len(_TRAILER_OPEN) :])
+        except json.JSONDecodeError:
+            raise self._error(
+                f"line {line_number}: the trailer is not valid JSON; the file is truncated"
+                " or corrupted. Dump it again."
+            ) from None
+        if not isinstance(trailer, dict):
+            raise self._error(f"line {line_number}: the trailer is not a JSON object.")
+        return trailer
+
+    def _verify_trailer(self, trailer: dict[str, Any], count: int, digest: str) -> None:
+        if trailer.get("count") != count:
+            raise self._error(
+                f"the trailer counts {trailer.get('count')!r} objects but the file holds"
+                f" {count:,}; the file is truncated or was edited. Dump it again."
+            )
+        spec_counts = trailer.get("spec_counts")
+        if isinstance(spec_counts, list) and sum(spec_counts) == count:
+            self.spec_counts = spec_counts
+        elif spec_counts is not None:
+            raise self._error("the trailer's spec_counts do not add up to its count.")
+        if trailer.get("sha256") != digest:
+            raise self._error(
+                "the digest of the objects does not match the trailer; the file was changed"
+                " after it was dumped. Dump it again."
+            )
+
+    def _expect_end(self, line_number: int) -> None:
+        if self._stream.read().strip():
+            raise self._error(f"unexpected content after the trailer on line {line_number}.")

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from dataset_sync.dump import dump
+from dataset_sync.errors import DatasetSyncError
+
+
+class Command(BaseCommand):
+    help = "Dump the rows of a dataset ('name' or 'name:args') as one JSON document."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("dataset", help="The dataset and its arguments, e.g. questions:3,4.")
+        parser.add_argument(
+            "-o",
+            "--output",
+            help="Write to this file instead of stdout; .gz, .bz2 and .xz compress.",
+        )
+        parser.add_argument(
+            "--database",
+            default=DEFAULT_DB_ALIAS,
+            choices=tuple(connections),
+            help="The database to dump from.",
+        )
+
+    def handle(
+        self, *, dataset: str, output: str | None, database: str, verbosity: int, **options: Any
+    ) -> None:
+        progress = self.stderr.write if verbosity >= 2 else None
+        try:
+            summary = dump(
+                dataset,
+                output=output or self.stdout,
+                using=database,
+                progress=progress,
+            )
+        except DatasetSyncError as exc:
+            raise CommandError(str(exc)) from exc
+        if verbosity >= 1:
+            self.stderr.write(f"Dumped {summary.count:,} objects of {dataset}.")

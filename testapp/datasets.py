@@ -1,0 +1,69 @@
+"""The datasets of the test app, declared the way a project would declare its own."""
+
+from __future__ import annotations
+
+from dataset_sync import Spec, register, specs_for_app_models, specs_for_derived_models
+from testapp.models import Item
+
+
+def _ids(args: str) -> list[int]:
+    if not args:
+        raise ValueError("expected comma separated author ids, e.g. authors:1,2")
+    return [int(part) for part in args.split(",")]
+
+
+@register("authors")
+def authors(args: str) -> list[Spec]:
+    """Some authors with everything they wrote; their stale questions and choices go.
+
+    Specs are listed children first on purpose: the load order comes from the relations.
+    """
+    ids = _ids(args)
+    return [
+        Spec("testapp.choice", filter={"question__author__in": ids}, delete_missing=True),
+        Spec("testapp.review", filter={"question__author__in": ids}, delete_missing=True),
+        Spec("testapp.question", filter={"author__in": ids}, delete_missing=True),
+        Spec("testapp.author", filter={"pk__in": ids}),
+        Spec("testapp.tag"),
+        Spec("testapp.category"),
+    ]
+
+
+@register("questions")
+def questions(args: str) -> list[dict[str, object]]:
+    """Questions by id, declared as feincms3-data style dicts."""
+    ids = _ids(args)
+    return [
+        {"model": "testapp.author", "filter": {"questions__in": ids}},
+        {"model": "testapp.category"},
+        {"model": "testapp.tag"},
+        {"model": "testapp.question", "filter": {"pk__in": ids}},
+        {"model": "testapp.choice", "filter": {"question__in": ids}, "delete_missing": True},
+    ]
+
+
+@register("tree")
+def tree(args: str) -> list[Spec]:
+    """A self-referencing tree, replaced as a whole."""
+    return [Spec("testapp.node", delete_missing=True)]
+
+
+@register("items")
+def items(args: str) -> list[Spec]:
+    """A multi-table inheritance hierarchy: the parents, then every concrete child."""
+    return [
+        Spec("testapp.item", delete_missing=True),
+        *specs_for_derived_models(Item, {"delete_missing": True}),
+    ]
+
+
+@register("comments")
+def comments(args: str) -> list[Spec]:
+    """Generic foreign keys; content types are matched by natural key."""
+    return [Spec("testapp.comment", delete_missing=True)]
+
+
+@register("everything")
+def everything(args: str) -> list[Spec]:
+    """Every model of the test app, stale rows deleted."""
+    return specs_for_app_models("testapp", {"delete_missing": True})

@@ -1,0 +1,109 @@
+"""Models for the hard cases of moving a dataset: chains, cycles, trees, m2m, MTI, generic FKs."""
+
+from __future__ import annotations
+
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+
+class Category(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Tag(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Author(models.Model):
+    name = models.CharField(max_length=100)
+    email = models.EmailField(unique=True)
+    # Author -> Question -> Author closes a foreign key cycle.
+    favorite_question = models.ForeignKey(
+        "Question", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Question(models.Model):
+    author = models.ForeignKey(Author, on_delete=models.CASCADE, related_name="questions")
+    category = models.ForeignKey(Category, on_delete=models.PROTECT, null=True, blank=True)
+    text = models.CharField(max_length=200)
+    pub_date = models.DateTimeField()
+    tags = models.ManyToManyField(Tag, blank=True, related_name="questions")
+    reviewers = models.ManyToManyField(Author, through="Review", related_name="reviewed")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Choice(models.Model):
+    question = models.ForeignKey(Question, on_delete=models.CASCADE, related_name="choices")
+    text = models.CharField(max_length=200)
+    votes = models.IntegerField(default=0)
+    score = models.DecimalField(max_digits=6, decimal_places=2, default=0)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class Review(models.Model):
+    """An explicit through model with its own primary key and unique_together."""
+
+    question = models.ForeignKey(Question, on_delete=models.CASCADE)
+    author = models.ForeignKey(Author, on_delete=models.CASCADE)
+    rating = models.PositiveSmallIntegerField()
+
+    class Meta:
+        unique_together = [("question", "author")]
+
+    def __str__(self) -> str:
+        return f"{self.author} on {self.question}: {self.rating}"
+
+
+class Node(models.Model):
+    """A tree: a nullable self reference."""
+
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True)
+    name = models.CharField(max_length=100)
+    data = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Item(models.Model):
+    """The parent of a multi-table inheritance hierarchy."""
+
+    title = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Article(Item):
+    body = models.TextField()
+
+
+class Event(Item):
+    starts = models.DateField()
+
+
+class Comment(models.Model):
+    """A generic foreign key: content type ids differ between databases."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    content_object = GenericForeignKey("content_type", "object_id")
+    text = models.TextField()
+
+    def __str__(self) -> str:
+        return self.text

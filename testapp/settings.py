@@ -1,0 +1,53 @@
+"""Settings for the test suite and the demo.
+
+DATASET_SYNC_TEST_DB picks the backend (sqlite, postgresql or mariadb); both the ``default``
+alias (the source) and ``target`` live on that backend. DATASET_SYNC_SQLITE_DIR makes the
+SQLite databases files instead of in-memory test databases (the demo uses it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+BACKEND = os.environ.get("DATASET_SYNC_TEST_DB", "sqlite")
+SQLITE_DIR = Path(os.environ.get("DATASET_SYNC_SQLITE_DIR", Path(__file__).parent))
+
+
+def _database(name: str) -> dict[str, Any]:
+    if BACKEND == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_DIR / f"{name}.sqlite3"}
+    if BACKEND == "postgresql":
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": f"dataset_sync_{name}",
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    if BACKEND == "mariadb":
+        return {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": f"dataset_sync_{name}",
+            "USER": os.environ.get("MYSQL_USER", "root"),
+            "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
+            "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
+            "PORT": os.environ.get("MYSQL_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    raise ValueError(f"DATASET_SYNC_TEST_DB={BACKEND!r}: use sqlite, postgresql or mariadb.")
+
+
+DATABASES = {"default": _database("source"), "target": _database("target")}
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "dataset_sync",
+    "testapp",
+]
+SECRET_KEY = "dataset-sync-tests-only"
+USE_TZ = True
+TIME_ZONE = "UTC"
