@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment and run the demo, the tests or the benchmark.
+
+    python3 dev.py demo                      # dump and load between two SQLite databases
+    python3 dev.py test                      # the test suite on SQLite
+    python3 dev.py test --db all --require   # on SQLite, PostgreSQL and MariaDB, as CI does
+    python3 dev.py bench                     # the benchmark (see bench/README.md)
+
+Needs nothing but Python 3.10+; everything else is installed into .venv (or .venv-django-X
+for --django X) from pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATABASES = ("sqlite", "postgresql", "mariadb")
+DRIVERS = {"sqlite": [], "postgresql": [".[postgresql]"], "mariadb": [".[mysql]"]}
+
+
+def environment(django: str | None, groups: list[str], backends: list[str], python: str) -> Path:
+    """A virtual environment with the project, the groups and the database drivers."""
+    path = ROOT / (f".venv-django-{django}" if django else ".venv")
+    packages = ["-e", ".", *(item for backend in backends for item in DRIVERS[backend])]
+    if django:
+        packages.append(f"Django~={django}.0")
+    wanted = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + repr((packages, groups, python)).encode()
+    ).hexdigest()
+    stamp = path / ".dev-stamp"
+    bin_dir = path / ("Scripts" if os.name == "nt" else "bin")
+    if stamp.exists() and stamp.read_text() == wanted:
+        return bin_dir
+    if python != sys.executable:
+        shutil.rmtree(path, ignore_errors=True)
+        subprocess.run([python, "-m", "venv", str(path)], check=True)
+    elif not (bin_dir / "python").exists():
+        venv.create(path, with_pip=True)
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "--quiet"]
+    # Dependency groups need pip 25.1 or newer.
+    subprocess.run([*pip, "--upgrade", "pip>=25.1"], check=True, cwd=ROOT)
+    group_args = [arg for group in groups for arg in ("--group", group)]
+    try:
+        subprocess.run([*pip, *packages, *group_args], check=True, cwd=ROOT)
+    except subprocess.CalledProcessError:
+        if "mariadb" in backends:
+            sys.stderr.write(
+                "Installing mysqlclient failed: it builds against the MariaDB client headers."
+                " On Debian or Ubuntu: apt-get install libmariadb-dev pkg-config\n"
+            )
+        raise
+    stamp.write_text(wanted)
+    return bin_dir
+
+
+def demo(args: argparse.Namespace) -> int:
+    bin_dir = environment(None, [], [], sys.executable)
+    return subprocess.run([str(bin_dir / "python"), "demo/run.py"], cwd=ROOT).returncode
+
+
+def test(args: argparse.Namespace) -> int:
+    backends = list(DATABASES) if args.db == "all" else [args.db]
+    bin_dir = environment(args.django, ["test"], backends, args.python)
+    failed = []
+    for backend in backends:
+        print(f"== tests on {backend}" + (f", Django {args.django}" if args.django else ""))
+        env = {**os.environ, "DATASET_SYNC_TEST_DB": backend}
+        if args.require:
+            env["DATASET_SYNC_REQUIRE_DB"] = "1"
+        command = [str(bin_dir / "python"), "-m", "pytest", *args.pytest_args]
+        if subprocess.run(command, cwd=ROOT, env=env).returncode != 0:
+            failed.append(backend)
+    if failed:
+        print(f"== tests failed on {', '.join(failed)}")
+        return 1
+    return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    backends = [db for db in DATABASES if db != "sqlite"]
+    bin_dir = environment(None, ["bench"], backends, sys.executable)
+    command = [str(bin_dir / "python"), "bench/run.py", *args.bench_args]
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("demo", help="Dump and load a dataset between two SQLite databases.")
+    test_parser = commands.add_parser("test", help="Run the test suite.")
+    test_parser.add_argument("--db", choices=(*DATABASES, "all"), default="sqlite")
+    test_parser.add_argument("--django", help="A Django series to test against, e.g. 4.2.")
+    test_parser.add_argument("--python", default=sys.executable, help="The Python to use.")
+    test_parser.add_argument(
+        "--require", action="store_true", help="Fail instead of skipping unreachable servers."
+    )
+    test_parser.add_argument("pytest_args", nargs="*", help="Passed on to pytest.")
+    bench_parser = commands.add_parser("bench", help="Run the benchmark.")
+    bench_parser.add_argument("bench_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args()
+    return {"demo": demo, "test": test, "bench": bench}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
