@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from django.core.serializers.python import Serializer as PythonSerializer
-from django.db import DEFAULT_DB_ALIAS, connections, models
-from django.db.models import Prefetch
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dataset_sync import conf
 from dataset_sync.format import DumpWriter, Header, encode_object, open_output
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
+from dataset_sync.serialize import RowSerializer
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
 Progress = Callable[[str], Any]
@@ -32,46 +31,6 @@ class DumpSummary:
     @property
     def count(self) -> int:
         return sum(self.counts)
-
-
-class _StreamingSerializer(PythonSerializer):
-    """Django's python serializer, handing each object on instead of collecting them all."""
-
-    def __init__(self, emit: Callable[[dict[str, Any]], None]) -> None:
-        super().__init__()
-        self._emit = emit
-
-    def end_object(self, obj: models.Model) -> None:
-        self._emit(self.get_dump_object(obj))
-        self._current = None
-
-
-def _rows(spec: Spec, using: str, batch_size: int) -> Iterator[models.Model]:
-    """The spec's rows ordered by primary key, a batch per query, each row once.
-
-    Batches are keyed on the primary key, not offsets or one long cursor, so memory stays
-    flat on every backend (MySQL's client otherwise buffers a whole result set).
-    """
-    model = spec.get_model()
-    # Prefetched relations are serialized without a query per row, in primary key order.
-    queryset = spec.queryset(using).prefetch_related(
-        *(
-            Prefetch(field.name, field.related_model._base_manager.order_by("pk"))
-            for field in model._meta.local_many_to_many
-            if field.remote_field.through._meta.auto_created
-        )
-    )
-    last: Any = None
-    while True:
-        page = queryset if last is None else queryset.filter(pk__gt=last)
-        rows = list(page[:batch_size])
-        for row in rows:
-            # A filter across a multi-valued relation repeats rows; they are adjacent.
-            if row.pk != last:
-                last = row.pk
-                yield row
-        if len(rows) < batch_size:
-            return
 
 
 def dump(
@@ -144,16 +103,13 @@ def _write(
         mapper = mappers.get(data["model"])
         writer.write(encode_object(mapper(data) if mapper else data))
 
-    serializer = _StreamingSerializer(emit)
     batch_size = conf.batch_size()
     for spec in specs:
         writer.start_spec()
         before = writer.count
-        serializer.serialize(
-            _rows(spec, using, batch_size),
-            use_natural_foreign_keys=True,
-            stream=None,
-        )
+        serializer = RowSerializer(spec.get_model(), using)
+        for data in serializer.rows(spec.queryset(using), batch_size):
+            emit(data)
         if progress:
             progress(f"{spec.model}: {writer.count - before:,} objects")
     writer.close()

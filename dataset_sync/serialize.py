@@ -1,0 +1,167 @@
+"""Rows to Django's serializer representation, without a model instance per row.
+
+Django's python serializer builds an instance for every row and asks each field for its
+value; that is most of what ``dumpdata`` spends its time on. :class:`RowSerializer` reads
+plain ``values_list()`` rows and applies the same per-field rules, once worked out per field,
+so its output is the serializer's, byte for byte (``use_natural_foreign_keys=True``), for
+every field type: values of "protected" types (None, numbers, dates and times, Decimal)
+pass through as they are, everything else goes through the field's own
+``value_to_string()``, which is handed a stand-in object holding just that value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.db import models
+from django.utils.encoding import is_protected_type
+
+Converter = Callable[[Any], Any]
+
+
+class _Value:
+    """Stands in for a model instance when a field converts one value to a string."""
+
+    def __init__(self, attname: str, value: Any) -> None:
+        setattr(self, attname, value)
+
+
+def _plain(field: models.Field[Any, Any]) -> Converter:
+    attname = field.attname
+
+    def convert(value: Any) -> Any:
+        if is_protected_type(value):
+            return value
+        return field.value_to_string(_Value(attname, value))
+
+    return convert
+
+
+def _uses_natural_key(model: Any) -> bool:
+    return hasattr(model, "natural_key")
+
+
+class RowSerializer:
+    """Serializes the rows of one model, a batch at a time.
+
+    Natural keys of related rows (for foreign keys and many-to-many links to models with a
+    ``natural_key()``, such as content types) are looked up once per batch and cached.
+    """
+
+    def __init__(self, model: type[models.Model], using: str) -> None:
+        concrete = model._meta.concrete_model
+        assert concrete is not None
+        meta = concrete._meta
+        assert meta.pk is not None
+        self.using = using
+        self.label = str(model._meta)
+        self.queryset = model._base_manager.using(using)
+        self.pk = meta.pk
+        self.fields = [field for field in meta.local_fields if field.serialize]
+        self.m2m = [
+            field
+            for field in meta.local_many_to_many
+            if field.serialize and field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
+        ]
+        self.attnames = [self.pk.attname, *(field.attname for field in self.fields)]
+        self._convert_pk = _plain(self.pk)
+        self._converters = [
+            None if self._natural(field) else _plain(field) for field in self.fields
+        ]
+        self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
+
+    def _natural(self, field: models.Field[Any, Any]) -> bool:
+        return field.remote_field is not None and _uses_natural_key(field.related_model)
+
+    def rows(self, queryset: models.QuerySet[Any], batch_size: int) -> Iterator[dict[str, Any]]:
+        """Serialize the rows of ``queryset`` (ordered by pk), each row once.
+
+        Batches are keyed on the primary key rather than one long cursor, so memory stays
+        flat on every backend (MySQL's client otherwise buffers a whole result set).
+        """
+        values = queryset.values_list(*self.attnames)
+        last: Any = None
+        while True:
+            page = values if last is None else values.filter(pk__gt=last)
+            batch: list[tuple[Any, ...]] = []
+            fetched = 0
+            for row in page[:batch_size]:
+                fetched += 1
+                # A filter across a multi-valued relation repeats rows; they are adjacent.
+                if row[0] != last:
+                    last = row[0]
+                    batch.append(row)
+            yield from self._serialize(batch)
+            if fetched < batch_size:
+                return
+
+    def _serialize(self, batch: list[tuple[Any, ...]]) -> Iterator[dict[str, Any]]:
+        if not batch:
+            return
+        natural = self._resolve_natural_keys(batch)
+        links = self._links([row[0] for row in batch])
+        for row in batch:
+            fields: dict[str, Any] = {}
+            for field, convert, value in zip(self.fields, self._converters, row[1:], strict=True):
+                if convert is not None:
+                    fields[field.name] = convert(value)
+                else:
+                    fields[field.name] = None if value is None else natural[field.attname][value]
+            for field in self.m2m:
+                fields[field.name] = links[field.name].get(row[0], [])
+            yield {"model": self.label, "pk": self._convert_pk(row[0]), "fields": fields}
+
+    def _resolve_natural_keys(self, batch: list[tuple[Any, ...]]) -> dict[str, dict[Any, Any]]:
+        resolved: dict[str, dict[Any, Any]] = {}
+        for index, (field, convert) in enumerate(
+            zip(self.fields, self._converters, strict=True), start=1
+        ):
+            if convert is None:
+                wanted = {row[index] for row in batch if row[index] is not None}
+                resolved[field.attname] = self._natural_keys_of(
+                    field.related_model,  # type: ignore[arg-type]
+                    field.target_field.attname,  # type: ignore[attr-defined]
+                    wanted,
+                )
+        return resolved
+
+    def _natural_keys_of(
+        self, model: type[models.Model], attname: str, wanted: set[Any]
+    ) -> dict[Any, Any]:
+        cache = self._natural_keys.setdefault(model, {})
+        if missing := wanted - cache.keys():
+            related = model._base_manager.using(self.using).filter(**{f"{attname}__in": missing})
+            for obj in related:
+                cache[getattr(obj, attname)] = obj.natural_key()  # type: ignore[attr-defined]
+        return cache
+
+    def _links(self, pks: list[Any]) -> dict[str, dict[Any, list[Any]]]:
+        """Many-to-many targets per row, in the order Django's serializer lists them."""
+        links: dict[str, dict[Any, list[Any]]] = {}
+        for field in self.m2m:
+            through = field.remote_field.through  # type: ignore[union-attr]
+            source = through._meta.get_field(field.m2m_field_name()).attname
+            target_field = through._meta.get_field(field.m2m_reverse_field_name())
+            target = target_field.attname
+            pairs = list(
+                through._base_manager.using(self.using)
+                .filter(**{f"{source}__in": pks})
+                .order_by(source, target)
+                .values_list(source, target)
+            )
+            related = field.related_model
+            if _uses_natural_key(related):
+                keys = self._natural_keys_of(
+                    related,  # type: ignore[arg-type]
+                    target_field.target_field.attname,
+                    {target_pk for _source_pk, target_pk in pairs},
+                )
+                convert: Converter = keys.__getitem__
+            else:
+                convert = _plain(related._meta.pk)  # type: ignore[union-attr,arg-type]
+            by_row: dict[Any, list[Any]] = {}
+            for source_pk, target_pk in pairs:
+                by_row.setdefault(source_pk, []).append(convert(target_pk))
+            links[field.name] = by_row
+        return links
