@@ -23,13 +23,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 DATABASES = ("sqlite", "postgresql", "mariadb")
-DRIVERS = {"sqlite": [], "postgresql": [".[postgresql]"], "mariadb": [".[mysql]"]}
+EXTRAS = {"sqlite": [], "postgresql": ["postgresql"], "mariadb": ["mysql"]}
 
 
 def environment(django: str | None, groups: list[str], backends: list[str], python: str) -> Path:
     """A virtual environment with the project, the groups and the database drivers."""
     path = ROOT / (f".venv-django-{django}" if django else ".venv")
-    packages = ["-e", ".", *(item for backend in backends for item in DRIVERS[backend])]
+    extras = sorted({extra for backend in backends for extra in EXTRAS[backend]})
+    packages = ["-e", f".[{','.join(extras)}]" if extras else "."]
     if django:
         packages.append(f"Django~={django}.0")
     wanted = hashlib.sha256(
@@ -53,7 +54,7 @@ def environment(django: str | None, groups: list[str], backends: list[str], pyth
     except subprocess.CalledProcessError:
         if "mariadb" in backends:
             sys.stderr.write(
-                "Installing mysqlclient failed: it builds against the MariaDB client headers."
+                "If mysqlclient failed to build: it needs the MariaDB client headers."
                 " On Debian or Ubuntu: apt-get install libmariadb-dev pkg-config\n"
             )
         raise

@@ -60,7 +60,7 @@ def dataset_rows(alias: str, author_ids: list[int]) -> dict[str, list[tuple]]:
         "author": [r for r in state["testapp.author"] if r[0] in author_ids],
         "question": [r for r in state["testapp.question"] if r[0] in questions],
         "choice": [r for r in state["testapp.choice"] if r[1] in questions],
-        "tags": [r[1:] for r in state["testapp.question_tags"] if r[1] in questions],
+        "tags": sorted(r[1:] for r in state["testapp.question_tags"] if r[1] in questions),
         "review": [r for r in state["testapp.review"] if r[1] in questions],
         "tag": state["testapp.tag"],
     }
