@@ -67,6 +67,7 @@ def dump(
         raise TypeError("dump() needs a dataset or specs.")
     for spec in resolved:
         spec.get_model()
+        spec.refuse_unsupported()
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream:

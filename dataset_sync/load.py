@@ -174,6 +174,7 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
             specs = [Spec.from_dict(spec) for spec in reader.header.specs]
             for spec in specs:
                 spec.get_model()
+                spec.refuse_unsupported()
         except InvalidSpecError as exc:
             raise SchemaMismatchError(f"{name}: {exc}") from exc
         spool_dir.mkdir()

@@ -69,6 +69,19 @@ class Spec:
                 data[key] = list(value) if isinstance(value, tuple) else value
         return data
 
+    def refuse_unsupported(self) -> None:
+        """Refuse feincms3-data flags whose behaviour is not implemented yet.
+
+        Loading such a spec as if the flag were absent would silently do something else
+        (overwrite rows instead of copying them, for ``save_as_new``), so it is an error.
+        """
+        for key in ("ignore_missing_m2m", "save_as_new", "defer_values"):
+            if getattr(self, key):
+                raise InvalidSpecError(
+                    f"Spec for {self.model} uses '{key}', which dataset_sync does not support"
+                    " yet. Remove the flag from the dataset."
+                )
+
     def get_model(self) -> type[models.Model]:
         """The model class; InvalidSpecError when the label names no installed model."""
         try:
