@@ -288,7 +288,7 @@ class _Apply:
                 self.created_models.add(model)
             if self.progress:
                 self.progress(f"{model._meta.label_lower}: {len(self.plan.pks[model]):,} objects")
-        self._delete_missing(order)
+        self._delete_missing()
         self._check_cascades(order)
         for writer in writers:
             writer.check_references()
@@ -307,11 +307,12 @@ class _Apply:
         if batch:
             yield batch
 
-    def _delete_missing(self, order: Sequence[type[models.Model]]) -> None:
-        position = {model: index for index, model in enumerate(order)}
+    def _delete_missing(self) -> None:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]
-        # Children before parents, so a parent's deletion cascades to as little as possible.
-        specs.sort(key=lambda spec: -position.get(spec.get_model(), -1))
+        # Children before parents, so a parent's deletion cascades to as little as possible;
+        # models without objects in the dump have their place in that order too.
+        order = _write_order({spec.get_model() for spec in specs})
+        specs.sort(key=lambda spec: -order.index(spec.get_model()))
         for spec in specs:
             model = spec.get_model()
             dumped = self.plan.pks.get(model, set())
