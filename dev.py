@@ -4,6 +4,7 @@
     python3 dev.py demo                      # dump and load between two SQLite databases
     python3 dev.py test                      # the test suite on SQLite
     python3 dev.py test --db all --require   # on SQLite, PostgreSQL and MariaDB, as CI does
+    python3 dev.py lint                      # ruff and mypy
     python3 dev.py bench                     # the benchmark (see bench/README.md)
 
 Needs nothing but Python 3.10+; everything else is installed into .venv (or .venv-django-X
@@ -85,6 +86,16 @@ def test(args: argparse.Namespace) -> int:
     return 0
 
 
+def lint(args: argparse.Namespace) -> int:
+    bin_dir = environment(None, ["test", "lint"], [], sys.executable)
+    commands = [
+        [str(bin_dir / "ruff"), "check", "."],
+        [str(bin_dir / "ruff"), "format", "--check", "."],
+        [str(bin_dir / "mypy")],
+    ]
+    return max(subprocess.run(command, cwd=ROOT).returncode for command in commands)
+
+
 def bench(args: argparse.Namespace) -> int:
     backends = [db for db in DATABASES if db != "sqlite"]
     bin_dir = environment(None, ["bench"], backends, sys.executable)
@@ -106,10 +117,11 @@ def main() -> int:
         "--require", action="store_true", help="Fail instead of skipping unreachable servers."
     )
     test_parser.add_argument("pytest_args", nargs="*", help="Passed on to pytest.")
+    commands.add_parser("lint", help="ruff and mypy.")
     bench_parser = commands.add_parser("bench", help="Run the benchmark.")
     bench_parser.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args()
-    return {"demo": demo, "test": test, "bench": bench}[args.command](args)
+    return {"demo": demo, "test": test, "lint": lint, "bench": bench}[args.command](args)
 
 
 if __name__ == "__main__":

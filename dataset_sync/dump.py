@@ -7,13 +7,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dataset_sync import conf
-from dataset_sync.format import DumpWriter, Header, encode_object, open_output
+from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
 from dataset_sync.serialize import RowSerializer
 from dataset_sync.specs import Spec, SpecLike, to_spec
@@ -37,7 +37,7 @@ def dump(
     dataset: str | Dataset | None = None,
     *,
     specs: Sequence[SpecLike] | None = None,
-    output: str | Path | IO[str],
+    output: str | Path | Writable,
     using: str = DEFAULT_DB_ALIAS,
     mappers: dict[str, Mapper] | None = None,
     progress: Progress | None = None,
@@ -76,7 +76,7 @@ def dump(
 
 
 @contextmanager
-def _opened(output: str | Path | IO[str]) -> Iterator[IO[str]]:
+def _opened(output: str | Path | Writable) -> Iterator[Writable]:
     if not isinstance(output, (str, Path)):
         yield output
         return
@@ -91,7 +91,7 @@ def _opened(output: str | Path | IO[str]) -> Iterator[IO[str]]:
 
 
 def _write(
-    stream: IO[str],
+    stream: Writable,
     header: Header,
     specs: list[Spec],
     using: str,

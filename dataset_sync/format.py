@@ -26,7 +26,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -37,6 +37,12 @@ VERSION = 1
 _OBJECTS_OPEN = ', "objects": ['
 _TRAILER_OPEN = "], "
 _COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+
+
+class Writable(Protocol):
+    """Where a dump goes: a file, stdout, or a management command's output wrapper."""
+
+    def write(self, text: str, /) -> Any: ...
 
 
 def encode_object(obj: dict[str, Any]) -> str:
@@ -96,7 +102,7 @@ class Header:
 class DumpWriter:
     """Writes a header, then objects one line each, then the trailer with count and digest."""
 
-    def __init__(self, stream: IO[str], header: Header) -> None:
+    def __init__(self, stream: Writable, header: Header) -> None:
         self._stream = stream
         self._digest = hashlib.sha256()
         self._pending: str | None = None

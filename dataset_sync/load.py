@@ -203,9 +203,10 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
                     f"{plan.name}: {label}(pk={obj.data['pk']!r}): unknown model; the target"
                     " has no such model. Migrate the target or remove the model from the dataset."
                 ) from None
-            models_by_label[label] = model
+            # A proxy model's rows live in its concrete model's table.
+            model = models_by_label[label] = model._meta.concrete_model or model
         try:
-            pk = model._meta.pk.to_python(obj.data["pk"])  # type: ignore[union-attr]
+            pk = model._meta.pk.to_python(obj.data["pk"])
         except ValidationError as exc:
             raise SchemaMismatchError(
                 f"{plan.name}: {label}(pk={obj.data['pk']!r}): invalid primary key"
@@ -229,8 +230,8 @@ def _write_order(model_set: set[type[models.Model]]) -> list[type[models.Model]]
     """Models ordered so that each comes after those it points at, cycles broken stably."""
 
     def targets(model: type[models.Model]) -> set[type[models.Model]]:
-        related = {
-            f.related_model._meta.concrete_model  # type: ignore[union-attr]
+        related: set[Any] = {
+            f.related_model._meta.concrete_model
             for f in [*model._meta.concrete_fields, *model._meta.many_to_many]
             if f.is_relation and f.related_model is not None
         }

@@ -27,7 +27,7 @@ class _Value:
         setattr(self, attname, value)
 
 
-def _plain(field: models.Field[Any, Any]) -> Converter:
+def _plain(field: Any) -> Converter:
     attname = field.attname
 
     def convert(value: Any) -> Any:
@@ -58,11 +58,12 @@ class RowSerializer:
         self.label = str(model._meta)
         self.queryset = model._base_manager.using(using)
         self.pk = meta.pk
-        self.fields = [field for field in meta.local_fields if field.serialize]
-        self.m2m = [
+        # Relation attributes are loosely typed in django-stubs; fields stay Any here.
+        self.fields: list[Any] = [field for field in meta.local_fields if field.serialize]  # type: ignore[attr-defined]
+        self.m2m: list[Any] = [
             field
             for field in meta.local_many_to_many
-            if field.serialize and field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
+            if field.serialize and field.remote_field.through._meta.auto_created  # type: ignore[attr-defined,union-attr]
         ]
         self.attnames = [self.pk.attname, *(field.attname for field in self.fields)]
         self._convert_pk = _plain(self.pk)
@@ -71,7 +72,7 @@ class RowSerializer:
         ]
         self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
 
-    def _natural(self, field: models.Field[Any, Any]) -> bool:
+    def _natural(self, field: Any) -> bool:
         return field.remote_field is not None and _uses_natural_key(field.related_model)
 
     def rows(self, queryset: models.QuerySet[Any], batch_size: int) -> Iterator[dict[str, Any]]:
@@ -120,9 +121,7 @@ class RowSerializer:
             if convert is None:
                 wanted = {row[index] for row in batch if row[index] is not None}
                 resolved[field.attname] = self._natural_keys_of(
-                    field.related_model,  # type: ignore[arg-type]
-                    field.target_field.attname,  # type: ignore[attr-defined]
-                    wanted,
+                    field.related_model, field.target_field.attname, wanted
                 )
         return resolved
 
@@ -140,9 +139,9 @@ class RowSerializer:
         """Many-to-many targets per row, in the order Django's serializer lists them."""
         links: dict[str, dict[Any, list[Any]]] = {}
         for field in self.m2m:
-            through = field.remote_field.through  # type: ignore[union-attr]
+            through = field.remote_field.through
             source = through._meta.get_field(field.m2m_field_name()).attname
-            target_field = through._meta.get_field(field.m2m_reverse_field_name())
+            target_field: Any = through._meta.get_field(field.m2m_reverse_field_name())
             target = target_field.attname
             pairs = list(
                 through._base_manager.using(self.using)
@@ -153,13 +152,13 @@ class RowSerializer:
             related = field.related_model
             if _uses_natural_key(related):
                 keys = self._natural_keys_of(
-                    related,  # type: ignore[arg-type]
+                    related,
                     target_field.target_field.attname,
                     {target_pk for _source_pk, target_pk in pairs},
                 )
                 convert: Converter = keys.__getitem__
             else:
-                convert = _plain(related._meta.pk)  # type: ignore[union-attr,arg-type]
+                convert = _plain(related._meta.pk)
             by_row: dict[Any, list[Any]] = {}
             for source_pk, target_pk in pairs:
                 by_row.setdefault(source_pk, []).append(convert(target_pk))

@@ -58,8 +58,9 @@ class Table:
         self.fields: dict[str, models.Field[Any, Any]] = {
             field.name: field for field in meta.local_concrete_fields if field is not meta.pk
         }
-        self.m2m: dict[str, models.ManyToManyField[Any, Any]] = {
-            field.name: field  # type: ignore[misc]
+        # Relation attributes are loosely typed in django-stubs; these stay Any.
+        self.m2m: dict[str, Any] = {
+            field.name: field
             for field in meta.local_many_to_many
             if field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
         }
@@ -91,7 +92,7 @@ class Table:
                 ) from None
         return Row(pk, values, m2m)
 
-    def _value(self, field: models.Field[Any, Any], raw: Any) -> Any:
+    def _value(self, field: Any, raw: Any) -> Any:
         if raw is None:
             return None
         if field.remote_field is not None:
@@ -102,7 +103,7 @@ class Table:
             return field.target_field.to_python(raw)
         return field.to_python(raw)
 
-    def _targets(self, field: models.ManyToManyField[Any, Any], raw: Any, pk: Any) -> set[Any]:
+    def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
         if not isinstance(raw, list):
             raise ValidationError(f"expected a list of related keys, got {raw!r}")
         related = field.related_model
@@ -211,7 +212,7 @@ class TableWriter:
         }
         sql = (
             f"INSERT INTO {self.quote(table.model._meta.db_table)}"
-            f" ({', '.join(self.quote(field.column) for field in columns)})"
+            f" ({', '.join(self.quote(_column(field)) for field in columns)})"
             f" VALUES ({', '.join(['%s'] * len(columns))})"
         )
         params = [
@@ -241,8 +242,8 @@ class TableWriter:
             fields = [fields_by_attname[attname] for attname in attnames]
             sql = (
                 f"UPDATE {self.quote(table.model._meta.db_table)} SET"
-                f" {', '.join(f'{self.quote(field.column)} = %s' for field in fields)}"
-                f" WHERE {self.quote(table.pk.column)} = %s"
+                f" {', '.join(f'{self.quote(_column(field))} = %s' for field in fields)}"
+                f" WHERE {self.quote(_column(table.pk))} = %s"
             )
             params = [
                 [table.db_value(field, row.values[field.attname]) for field in fields]
@@ -259,9 +260,9 @@ class TableWriter:
             dumped = [row for row in rows if name in row.m2m]
             if not dumped:
                 continue
-            through = field.remote_field.through  # type: ignore[union-attr]
-            source = through._meta.get_field(field.m2m_field_name())
-            target = through._meta.get_field(field.m2m_reverse_field_name())
+            through = field.remote_field.through
+            source: Any = through._meta.get_field(field.m2m_field_name())
+            target: Any = through._meta.get_field(field.m2m_reverse_field_name())
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
             pairs = (
                 through._base_manager.using(self.using)
@@ -391,6 +392,11 @@ class TableWriter:
                     f" in the target database. Add {related._meta.label_lower} to the dataset"
                     " or create the row on the target first."
                 )
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    assert field.column is not None
+    return field.column
 
 
 def _unique_field_sets(model: type[models.Model]) -> list[tuple[models.Field[Any, Any], ...]]:
