@@ -20,7 +20,7 @@ from testapp.models import (
     Tag,
 )
 
-from .conftest import WHEN, make_source, rows
+from .conftest import WHEN, make_source, rows, run
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -235,3 +235,43 @@ def test_several_dumps_load_in_one_transaction(tmp_path):
     )
     assert report.counts["testapp.node"].created == 1
     assert report.counts["testapp.question"].created == 2
+
+
+def test_several_specs_for_one_model_write_each_object_once(tmp_path):
+    make_source()
+    path = tmp_path / "dump.json"
+    summary = dump(
+        specs=[
+            Spec("testapp.author"),
+            Spec("testapp.category"),
+            Spec("testapp.tag"),
+            Spec("testapp.question", filter={"author": 1}, delete_missing=True),
+            Spec("testapp.question", filter={"text__startswith": "Q"}),
+        ],
+        output=path,
+    )
+    assert summary.counts == [2, 1, 2, 2, 4]  # the questions of author 1 are in both specs
+    report = load(path, using="target")
+    assert report.counts["testapp.question"].created == 4
+    assert Question.objects.using("target").count() == 4
+
+
+def test_dry_run_shows_rows_outside_the_dataset_that_a_deletion_cascades_to(tmp_path):
+    make_source()
+    load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
+    path = tmp_path / "authors.json"
+    dump(specs=[Spec("testapp.author", delete_missing=True)], output=path)
+    Author.objects.using("target").create(pk=3, name="Gone", email="gone@example.com")
+    Question.objects.using("target").create(
+        author_id=3, text="takes the author along", pub_date=WHEN
+    )
+    before = rows("target")
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
+
+    assert "testapp.author: 0 created, 0 updated, 2 unchanged, 1 deleted" in out.splitlines()
+    assert (
+        "testapp.question: 0 created, 0 updated, 0 unchanged, 0 deleted, 1 deleted by cascade"
+        in out.splitlines()
+    )
+    assert rows("target") == before
