@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
 from dataset_sync import conf
+from dataset_sync.errors import DumpWriteError
 from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
 from dataset_sync.serialize import RowSerializer
@@ -83,7 +84,14 @@ def _opened(output: str | Path | Writable) -> Iterator[Writable]:
     path = Path(output)
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
-        with open_output(partial) as stream:
+        try:
+            opened = open_output(partial)
+        except OSError as exc:
+            raise DumpWriteError(
+                f"{path}: cannot write the dump ({exc.strerror}). Check that the directory"
+                " exists and is writable."
+            ) from exc
+        with opened as stream:
             yield stream
         os.replace(partial, path)
     finally:

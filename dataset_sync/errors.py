@@ -19,6 +19,10 @@ class DatasetArgumentsError(DatasetSyncError):
     """The dataset function rejected the arguments after the colon."""
 
 
+class DumpWriteError(DatasetSyncError):
+    """The dump cannot be written where it was asked to go (no such directory, no permission)."""
+
+
 class DumpFormatError(DatasetSyncError):
     """The dump is malformed, truncated, of an unknown version, or fails its digest."""
 

@@ -155,9 +155,13 @@ class DumpReader:
         try:
             first = stream.readline()
         except UnicodeDecodeError:
-            raise self._error("not a dump: the file is not UTF-8 text") from None
+            raise self._error(
+                "not a dump: the file is not UTF-8 text. Pass a file written by dumpdata-spec."
+            ) from None
         except (OSError, EOFError) as exc:
-            raise self._error(f"cannot be read ({exc})") from exc
+            raise self._error(f"cannot be read ({exc}). Dump it again.") from exc
+        if not first:
+            raise self._error("the file is empty; the dump failed or was cut off. Dump it again.")
         #: Objects per spec, in spec order; known once :meth:`objects` has been read to the end.
         self.spec_counts: list[int] | None = None
         self._in_memory: dict[str, Any] | None = None
@@ -182,11 +186,19 @@ class DumpReader:
         try:
             data = json.loads(first + self._stream.read())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise self._error(f"not a dump: the file is not valid JSON ({exc}).") from exc
+            raise self._error(
+                f"not a dump: the file is not valid JSON ({exc}). Pass a file written by"
+                " dumpdata-spec."
+            ) from exc
         except (OSError, EOFError) as exc:
-            raise self._error(f"cannot be read ({exc})") from exc
+            raise self._error(
+                f"cannot be read ({exc}); the file is truncated or corrupted. Dump it again."
+            ) from exc
         if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
-            raise self._error("not a dump: expected a JSON object with an 'objects' list.")
+            raise self._error(
+                "not a dump: expected a JSON object with an 'objects' list. Pass a file"
+                " written by dumpdata-spec."
+            )
         return data
 
     def _header_of(self, data: dict[str, Any]) -> Header:
@@ -309,4 +321,6 @@ class DumpReader:
 
     def _expect_end(self, line_number: int) -> None:
         if self._stream.read().strip():
-            raise self._error(f"unexpected content after the trailer on line {line_number}.")
+            raise self._error(
+                f"unexpected content after the trailer on line {line_number}. Dump it again."
+            )

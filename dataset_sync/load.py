@@ -20,6 +20,8 @@ rolls everything back.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import tempfile
 import time
@@ -128,10 +130,13 @@ def load(
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
     connection = connections[using]
     with tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
-        # Reading every dump before the transaction starts keeps a bad file from taking locks.
-        plans = [_read(dump, Path(spool_dir) / str(index)) for index, dump in enumerate(dumps)]
-        report.headers = [plan.header for plan in plans]
+        plans: list[_Plan] = []
         try:
+            # Reading every dump before the transaction starts keeps a bad file from taking
+            # locks; the spools of the dumps read before a bad one are closed all the same.
+            for index, dump in enumerate(dumps):
+                plans.append(_read(dump, Path(spool_dir) / str(index)))
+            report.headers = [plan.header for plan in plans]
             with transaction.atomic(using=using), connection.constraint_checks_disabled():
                 for plan in plans:
                     _Apply(plan, using, ignorenonexistent, report, progress).run()
@@ -173,10 +178,16 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
         try:
             specs = [Spec.from_dict(spec) for spec in reader.header.specs]
             for spec in specs:
-                spec.get_model()
                 spec.refuse_unsupported()
         except InvalidSpecError as exc:
-            raise SchemaMismatchError(f"{name}: {exc}") from exc
+            raise InvalidSpecError(f"{name}: {exc}") from exc
+        for spec in specs:
+            try:
+                spec.get_model()
+            except InvalidSpecError as exc:
+                raise SchemaMismatchError(
+                    f"{name}: {exc} Migrate the target or remove the model from the dataset."
+                ) from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         try:
@@ -187,7 +198,11 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
         return plan
     finally:
         if stream is not dump:
-            stream.close()
+            if isinstance(stream, io.TextIOWrapper) and str(dump) == "-":
+                # Closing this wrapper would close sys.stdin itself.
+                stream.detach()
+            else:
+                stream.close()
 
 
 def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
@@ -280,7 +295,13 @@ class _Apply:
         writers = []
         for model in order:
             table = Table(model, self.connection, self.ignorenonexistent, self.plan.name)
-            writer = TableWriter(table, self.using, self.progress)
+            writer = TableWriter(
+                table,
+                self.using,
+                self.progress,
+                dumped=self.plan.pks[model],
+                delete_stale=functools.partial(self._delete_stale, model),
+            )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
             for batch in self._batches(self.plan.spools[model]):
@@ -325,8 +346,35 @@ class _Apply:
             for start in range(0, len(stale), self.batch_size):
                 self._delete(spec, model, stale[start : start + self.batch_size])
 
+    def _delete_stale(self, model: type[models.Model], pks: list[Any]) -> set[Any]:
+        """Delete now those of ``pks`` that the delete_missing pass would delete later.
+
+        Used for rows that hold a unique value a dumped row needs, such as a row deleted and
+        created again on the source with the same name.
+        """
+        deleted: set[Any] = set()
+        dumped = self.plan.pks.get(model, set())
+        for spec in self.plan.specs:
+            if not spec.delete_missing or spec.get_model() is not model:
+                continue
+            stale = [
+                pk
+                for pk in spec.queryset(self.using).filter(pk__in=pks).values_list("pk", flat=True)
+                if pk not in dumped and pk not in deleted
+            ]
+            if stale:
+                self._delete(spec, model, stale)
+                deleted.update(stale)
+        return deleted
+
     def _delete(self, spec: Spec, model: type[models.Model], pks: list[Any]) -> None:
         label = model._meta.label_lower
+        # Deleting a multi-table inheritance child deletes its parent rows too. Those that a
+        # delete_missing spec of the parent selects were due for deletion themselves.
+        stale_parents = {
+            parent._meta.label_lower: self._stale_among(parent, pks)
+            for parent in model._meta.get_parent_list()
+        }
         try:
             _total, per_model = model._base_manager.using(self.using).filter(pk__in=pks).delete()
         except (ProtectedError, RestrictedError) as exc:
@@ -343,10 +391,22 @@ class _Apply:
             if deleted_label.lower() == label:
                 counts.deleted += count
             else:
-                counts.cascaded += count
+                stale = min(stale_parents.get(deleted_label.lower(), 0), count)
+                counts.deleted += stale
+                counts.cascaded += count - stale
         if self.progress:
             for pk in pks:
                 self.progress(f"deleted {label}(pk={pk!r})")
+
+    def _stale_among(self, model: type[models.Model], pks: list[Any]) -> int:
+        """How many of ``pks`` a delete_missing spec of ``model`` selects and the dump lacks."""
+        dumped = self.plan.pks.get(model, set())
+        stale: set[Any] = set()
+        for spec in self.plan.specs:
+            if spec.delete_missing and spec.get_model() is model:
+                selected = spec.queryset(self.using).filter(pk__in=pks)
+                stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
+        return len(stale)
 
     def _check_cascades(self, order: Sequence[type[models.Model]]) -> None:
         """A cascade from a deleted row must not take a row the dump just wrote."""

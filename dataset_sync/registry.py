@@ -34,7 +34,8 @@ class Dataset:
             specs = list(self.specs_function(args))
         except (ValueError, TypeError, LookupError) as exc:
             raise DatasetArgumentsError(
-                f"Dataset '{self.name}' rejected the arguments {args!r}: {exc}"
+                f"Dataset '{self.name}' rejected the arguments {args!r}: {exc}."
+                f" Check what follows '{self.name}:'."
             ) from exc
         try:
             return [to_spec(spec) for spec in specs]

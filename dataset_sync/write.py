@@ -21,11 +21,23 @@ from django.db.models import Q
 from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
 
 Progress = Callable[[str], Any]
+#: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
+#: the primary keys it deleted.
+DeleteStale = Callable[[list[Any]], set[Any]]
 
 
 def describe(model: type[models.Model], pk: Any) -> str:
     """How messages name a row: ``app.model(pk=42)``."""
     return f"{model._meta.label_lower}(pk={pk!r})"
+
+
+class _MissingNaturalKeyError(Exception):
+    """A natural key in the dump names no row on the target; convert() adds where it was."""
+
+    def __init__(self, related: type[models.Model], key: list[Any]) -> None:
+        super().__init__(related, key)
+        self.related = related
+        self.key = key
 
 
 @dataclass
@@ -90,6 +102,13 @@ class Table:
                     f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
                     f" value {raw!r} ({'; '.join(exc.messages)})."
                 ) from None
+            except _MissingNaturalKeyError as exc:
+                related = exc.related._meta.label_lower
+                raise LoadIntegrityError(
+                    f"{self.source}: {describe(self.model, pk)}: field '{name}' points at the"
+                    f" {related} with natural key {exc.key!r}, which the target does not have."
+                    f" Migrate the target, or create that {related} there first."
+                ) from None
         return Row(pk, values, m2m)
 
     def _value(self, field: Any, raw: Any) -> Any:
@@ -123,10 +142,7 @@ class Table:
             try:
                 obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
             except ObjectDoesNotExist:
-                raise LoadIntegrityError(
-                    f"{self.source}: {self.label}: the natural key {key!r} names no"
-                    f" {related._meta.label_lower} on the target. Create it there first."
-                ) from None
+                raise _MissingNaturalKeyError(related, key) from None
             self._natural_keys[cache_key] = getattr(obj, attname)
         return self._natural_keys[cache_key]
 
@@ -137,12 +153,27 @@ class Table:
 class TableWriter:
     """Applies batches of dumped rows to one table, writing only what differs."""
 
-    def __init__(self, table: Table, using: str, progress: Progress | None) -> None:
+    def __init__(
+        self,
+        table: Table,
+        using: str,
+        progress: Progress | None,
+        dumped: set[Any] | None = None,
+        delete_stale: DeleteStale | None = None,
+    ) -> None:
         self.table = table
         self.using = using
         self.connection = connections[using]
         self.progress = progress
+        #: Every primary key of this model in the dump, and what deletes stale rows early.
+        self.dumped: set[Any] = dumped or set()
+        self.delete_stale = delete_stale
         self.quote = self.connection.ops.quote_name
+        # Dumped rows taken out of the table early to free a unique value another dumped row
+        # needs (values swapped between rows); each is inserted again in its own batch, with
+        # these values for the fields the dump does not carry.
+        self.vacated: dict[Any, dict[str, Any]] = {}
+        self.seen_pks: set[Any] = set()
         # Every value a foreign key of a dumped row holds, with the first row holding it,
         # so that a dangling reference is reported by model, primary key and field.
         self.references: dict[str, dict[Any, Any]] = {
@@ -161,16 +192,23 @@ class TableWriter:
                 if value is not None:
                     holders.setdefault(value, row.pk)
         existing = self._existing(rows)
-        inserts = [row for row in rows if row.pk not in existing]
-        updates = [row for row in rows if row.pk in existing and self._differs(row, existing)]
+        self.seen_pks.update(row.pk for row in rows)
         try:
             with transaction.atomic(using=self.using):
+                self._make_room(rows, existing)
+                inserts = [row for row in rows if row.pk not in existing]
+                updates = [
+                    row for row in rows if row.pk in existing and self._differs(row, existing)
+                ]
                 self._insert(inserts)
                 self._update(updates)
         except DatabaseError as exc:
-            raise self._explain(exc, inserts + updates) from exc
+            raise self._explain(exc, rows) from exc
+        # A vacated row inserted again was there before the load: it counts as updated.
+        reinserted = {row.pk for row in inserts if self.vacated.pop(row.pk, None) is not None}
+        inserts = [row for row in inserts if row.pk not in reinserted]
         linked = self._link(rows)
-        updated = {row.pk for row in updates} | (linked - {row.pk for row in inserts})
+        updated = {row.pk for row in updates} | reinserted | (linked - {row.pk for row in inserts})
         counts.created += len(inserts)
         counts.updated += len(updated)
         counts.unchanged += len(rows) - len(inserts) - len(updated)
@@ -192,6 +230,97 @@ class TableWriter:
             values[0]: values[1:]
             for values in queryset.values_list(table.pk.attname, *attnames).iterator()
         }
+
+    def _make_room(self, rows: list[Row], existing: dict[Any, tuple[Any, ...]]) -> None:
+        """Free the unique values these rows are about to take from other rows.
+
+        A row on the target that holds such a value and that a delete_missing spec would
+        delete anyway (a row deleted and created again on the source) is deleted now,
+        through the collector, rather than after the writes. A row that holds it and is
+        itself in the dump (unique values swapped or shifted between rows) is taken out of
+        the table and inserted again with its new values; the foreign keys pointing at it
+        are checked only at the end of the load, so they do not notice. Any other holder is
+        left alone, and the write fails with a message naming both rows.
+        """
+        attnames = [field.attname for field in self.table.fields.values()]
+        unique_sets = [
+            [field.attname for field in fields] for fields in _unique_field_sets(self.table.model)
+        ]
+        pending = list(rows)
+        while pending and unique_sets:
+            holders: dict[Any, tuple[Any, ...]] = {}
+            for names in unique_sets:
+                wanted: dict[tuple[Any, ...], Any] = {}
+                for row in pending:
+                    if not all(name in row.values for name in names):
+                        continue
+                    key = tuple(row.values[name] for name in names)
+                    current = existing.get(row.pk)
+                    if None in key or (
+                        current is not None
+                        and key == tuple(current[attnames.index(name)] for name in names)
+                    ):
+                        continue
+                    wanted[key] = row.pk
+                for pk, values in self._holders(names, list(wanted), attnames).items():
+                    key = tuple(values[attnames.index(name)] for name in names)
+                    # A case-insensitive collation can match a row's own old spelling.
+                    if wanted.get(key) != pk:
+                        holders[pk] = values
+            stale = [pk for pk in holders if pk not in self.dumped]
+            if stale and self.delete_stale is not None:
+                self.delete_stale(stale)
+            # A dumped row already written holds its final value: that is a duplicate in the
+            # dump itself, which the write reports.
+            vacate = [
+                pk
+                for pk in holders
+                if pk in self.dumped
+                and pk not in self.vacated
+                and (pk in existing or pk not in self.seen_pks)
+            ]
+            if not vacate:
+                return
+            self._vacate(vacate, holders, attnames)
+            # Vacated rows of this batch are inserted again, and want their values in turn.
+            for pk in vacate:
+                existing.pop(pk, None)
+            pending = [row for row in rows if row.pk in set(vacate)]
+
+    def _holders(
+        self, names: list[str], keys: list[tuple[Any, ...]], attnames: list[str]
+    ) -> dict[Any, tuple[Any, ...]]:
+        """The rows holding any of ``keys`` in the fields ``names``, with all their values."""
+        found: dict[Any, tuple[Any, ...]] = {}
+        manager = self.table.model._base_manager.using(self.using)
+        # Small chunks: SQLite limits how deep an OR of conditions may nest.
+        step = 500 if len(names) == 1 else 100
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
+            if len(names) == 1:
+                condition = Q(**{f"{names[0]}__in": [key[0] for key in chunk]})
+            else:
+                condition = Q()
+                for key in chunk:
+                    condition |= Q(**dict(zip(names, key, strict=True)))
+            for pk, *values in manager.filter(condition).values_list(
+                self.table.pk.attname, *attnames
+            ):
+                found[pk] = tuple(values)
+        return found
+
+    def _vacate(
+        self, pks: list[Any], values: dict[Any, tuple[Any, ...]], attnames: list[str]
+    ) -> None:
+        table = self.table
+        for pk in pks:
+            self.vacated[pk] = dict(zip(attnames, values[pk], strict=True))
+        sql = (
+            f"DELETE FROM {self.quote(table.model._meta.db_table)}"
+            f" WHERE {self.quote(_column(table.pk))} = %s"
+        )
+        with self.connection.cursor() as cursor:
+            cursor.executemany(sql, [[table.db_value(table.pk, pk)] for pk in pks])
 
     def _differs(self, row: Row, existing: dict[Any, tuple[Any, ...]]) -> bool:
         current = existing[row.pk]
@@ -221,7 +350,10 @@ class TableWriter:
                     field,
                     row.pk
                     if field is table.pk
-                    else row.values.get(field.attname, defaults.get(field.attname)),
+                    else row.values.get(
+                        field.attname,
+                        self.vacated.get(row.pk, defaults).get(field.attname),
+                    ),
                 )
                 for field in columns
             ]
@@ -354,10 +486,17 @@ class TableWriter:
         else:
             names = ", ".join(f"'{field.name}'" for field in fields)
             what = f"fields {names} values {key!r}"
+        if other in self.dumped:
+            # Only a dump taken while the source changed holds one value twice.
+            return LoadIntegrityError(
+                f"{table.source}: {describe(table.model, pk)}: {what} would duplicate"
+                f" {describe(table.model, other)}, which the dump holds with the same value;"
+                " the source changed while it was dumped. Dump it again."
+            )
         return LoadIntegrityError(
             f"{table.source}: {describe(table.model, pk)}: {what} would duplicate"
-            f" {describe(table.model, other)}. Add that row to the dataset with delete_missing,"
-            " or change it on the target."
+            f" {describe(table.model, other)}, which is not in the dump. Add that row to the"
+            " dataset with delete_missing, or change it on the target."
         )
 
     def check_references(self) -> None:

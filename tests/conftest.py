@@ -10,9 +10,24 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
+from django.core import serializers
 from django.core.management import call_command
 
-from testapp.models import Author, Category, Choice, Question, Review, Tag
+from dataset_sync import dump, registry
+from testapp.models import (
+    Article,
+    Author,
+    Category,
+    Choice,
+    Comment,
+    Event,
+    Item,
+    Node,
+    Question,
+    Review,
+    Tag,
+)
 
 SERVERS = {"postgresql": 5432, "mariadb": 3306}
 
@@ -93,3 +108,91 @@ def make_source(using: str = "default") -> None:
             Review.objects.using(using).create(question=question, author=author, rating=4)
         author.favorite_question = author.questions.first()
         author.save(using=using)
+
+
+def make_everything(using: str = "default") -> None:
+    """make_source() plus a tree, an inheritance hierarchy and comments on several models."""
+    make_source(using)
+    root = Node.objects.using(using).create(name="root", data={"depth": 0})
+    child = Node.objects.using(using).create(name="child", parent=root, data=[1, 2])
+    Node.objects.using(using).create(name="grandchild", parent=child)
+    Article.objects.using(using).create(title="article", body="text")
+    Event.objects.using(using).create(title="event", starts=dt.date(2026, 12, 24))
+    Item.objects.using(using).create(title="plain item")
+    types = ContentType.objects.db_manager(using)
+    question = Question.objects.using(using).order_by("pk").first()
+    for target, text in ((root, "on a node"), (question, "on a question")):
+        Comment.objects.using(using).create(
+            content_type=types.get_for_model(target), object_id=target.pk, text=text
+        )
+
+
+def shift_content_types(using: str = "target") -> None:
+    """Recreate the test app's content types on ``using`` so their ids differ from the source's.
+
+    A dump that carried content type ids instead of natural keys would then point at the
+    wrong models (or at none).
+    """
+    types = ContentType.objects.db_manager(using)
+    labels = sorted(types.filter(app_label="testapp").values_list("model", flat=True))
+    types.filter(app_label="testapp").delete()
+    # A gap and the reversed order make every id differ from the source's.
+    types.create(app_label="testapp", model="placeholder").delete()
+    for model in reversed(labels):
+        types.create(app_label="testapp", model=model)
+    types.clear_cache()
+    source = dict(ContentType.objects.filter(app_label="testapp").values_list("model", "pk"))
+    shifted = dict(types.filter(app_label="testapp").values_list("model", "pk"))
+    assert all(source[label] != shifted[label] for label in labels), (source, shifted)
+
+
+def copy(tmp_path: Any, dataset: Any, name: str = "dump.json") -> Any:
+    """Dump ``dataset`` (a ``"name:args"`` string or a Dataset) from the source into a file."""
+    path = tmp_path / name
+    dump(dataset, output=path)
+    return path
+
+
+def dataset_state(dataset: str, alias: str) -> dict[tuple[str, Any], dict[str, Any]]:
+    """The rows ``dataset`` selects on ``alias``, field by field, m2m included, per model and pk.
+
+    Built with Django's own serializer and natural foreign keys, independently of the
+    package's code, so that content types compare by what they name rather than by id.
+    """
+    name, args = registry.parse(dataset)
+    state: dict[tuple[str, Any], dict[str, Any]] = {}
+    for spec in registry.get_dataset(name).specs(args):
+        m2m = {field.name for field in spec.get_model()._meta.many_to_many}
+        queryset = spec.queryset(alias).distinct()
+        for obj in serializers.serialize("python", queryset, use_natural_foreign_keys=True):
+            state[(obj["model"], obj["pk"])] = {
+                field: sorted(value, key=repr) if field in m2m else value
+                for field, value in obj["fields"].items()
+            }
+    return state
+
+
+class Statements:
+    """Records the SQL a database connection runs (``connection.execute_wrapper``)."""
+
+    def __init__(self) -> None:
+        self.sql: list[str] = []
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.sql.append(sql)
+        return execute(sql, params, many, context)
+
+    def writes(self) -> list[str]:
+        verbs = ("INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE", "ALTER", "SELECT SETVAL")
+        return [sql for sql in self.sql if sql.lstrip().upper().startswith(verbs)]
+
+
+@pytest.fixture
+def restore_registry():
+    """Lets a test register datasets; afterwards the registry is as it was."""
+    # Import the datasets modules first: they register only once, on their first import.
+    registry.datasets()
+    saved = dict(registry._registered)
+    yield registry.register
+    registry._registered.clear()
+    registry._registered.update(saved)

@@ -2,17 +2,26 @@ from __future__ import annotations
 
 import pytest
 from django.core import checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
 
-from dataset_sync import registry
+BROKEN = {
+    "unknown-model": [{"model": "testapp.nothing"}],
+    "unknown-key": [{"model": "testapp.tag", "delete": True}],
+    "missing-field": [{"model": "testapp.tag", "filter": {"colour": "red"}}],
+}
+
+
+def broken_datasets():
+    """DATASET_SYNC_DATASETS in feincms3-data's shape, with one mistake per dataset."""
+    return {name: {"specs": lambda args, specs=specs: specs} for name, specs in BROKEN.items()}
 
 
 @pytest.fixture
-def declare():
+def declare(restore_registry):
     """Register datasets for one test only."""
-    saved = dict(registry._registered)
-    yield lambda name, specs: registry.register(name)(lambda args: specs)
-    registry._registered.clear()
-    registry._registered.update(saved)
+    return lambda name, specs: restore_registry(name)(lambda args: specs)
 
 
 def errors():
@@ -57,17 +66,45 @@ def test_filter_on_a_missing_field(declare):
     )
 
 
-def test_datasets_needing_arguments_are_skipped(declare):
+def test_datasets_needing_arguments_are_skipped(restore_registry):
     def needs_arguments(args):
         raise ValueError("give me ids")
 
-    registry.register("needs-args")(needs_arguments)
+    restore_registry("needs-args")(needs_arguments)
     assert errors() == []
 
 
-def test_a_dataset_that_crashes(declare):
+def test_a_dataset_that_crashes(restore_registry):
     def crashes(args):
         raise RuntimeError("boom")
 
-    registry.register("crashes")(crashes)
+    restore_registry("crashes")(crashes)
     assert errors() == [("dataset_sync.E001", "Dataset 'crashes' raised RuntimeError: boom")]
+
+
+@override_settings(DATASET_SYNC_DATASETS="tests.test_checks.broken_datasets")
+def test_datasets_declared_in_settings_are_checked():
+    # Datasets are checked in name order: missing-field, unknown-key, unknown-model.
+    [(e004, missing_field), (e003, unknown_key), (e002, unknown_model)] = errors()
+    assert (e002, e003, e004) == ("dataset_sync.E002", "dataset_sync.E003", "dataset_sync.E004")
+    assert unknown_model == (
+        "Dataset 'unknown-model': Spec model 'testapp.nothing' is not an installed model."
+    )
+    assert unknown_key == (
+        "Dataset 'unknown-key': Spec for testapp.tag has unknown keys delete; use defer_values,"
+        " delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+    )
+    assert missing_field.startswith(
+        "Dataset 'missing-field': the filter of testapp.tag is invalid: Cannot resolve keyword"
+        " 'colour' into field."
+    )
+
+
+@override_settings(DATASET_SYNC_DATASETS="tests.test_checks.broken_datasets")
+def test_check_command_fails_on_broken_datasets():
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    message = str(excinfo.value)
+    for check_id in ("dataset_sync.E002", "dataset_sync.E003", "dataset_sync.E004"):
+        assert check_id in message
+    assert "HINT: Use an 'app_label.model_name' label of an installed model." in message

@@ -4,11 +4,12 @@ import io
 import sys
 
 import pytest
+from django.core.management.base import CommandError
 
 from dataset_sync import registry
-from testapp.models import Question
+from testapp.models import Choice, Question
 
-from .conftest import make_source, rows, run
+from .conftest import dataset_state, make_everything, make_source, rows, run
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -35,38 +36,110 @@ def test_dump_and_load_through_the_commands(tmp_path, suffix):
     assert err == ""
 
 
-def test_dump_to_stdout_and_load_from_stdin(tmp_path, monkeypatch):
+class Stdin:
+    """Stands in for sys.stdin: the loader reads the bytes of ``sys.stdin.buffer``."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = io.BytesIO(data)
+
+
+def test_dump_to_stdout_and_load_from_stdin(monkeypatch):
     make_source()
-    out, _err = run("dumpdata-spec", "authors:1")
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(out.encode())))
+    out, err = run("dumpdata-spec", "authors:1")
+    assert err == "Dumped 14 objects of authors:1.\n"
+    monkeypatch.setattr(sys, "stdin", Stdin(out.encode()))
+
     out, _err = run("loaddata-spec", "-", "--database", "target")
+
     assert out.splitlines()[-1] == "Changed 14 rows (<stdin>)."
+    assert not sys.stdin.buffer.closed
+    assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
+
+
+def test_several_dumps_in_one_command_load_together(tmp_path):
+    make_everything()
+    authors, tree = tmp_path / "authors.json.gz", tmp_path / "tree.json"
+    run("dumpdata-spec", "authors:1", "-o", str(authors))
+    run("dumpdata-spec", "tree", "-o", str(tree))
+
+    out, _err = run("loaddata-spec", str(authors), str(tree), "--database", "target")
+
+    assert out.splitlines()[-2:] == [
+        "testapp.node: 3 created, 0 updated, 0 unchanged, 0 deleted",
+        f"Changed 17 rows ({authors}, {tree}).",
+    ]
+    assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
+    assert dataset_state("tree", "target") == dataset_state("tree", "default")
+
+
+def test_verbosity_zero_prints_nothing(tmp_path):
+    make_source()
+    path = tmp_path / "dump.json"
+    assert run("dumpdata-spec", "authors:1", "-o", str(path), "-v0") == ("", "")
+    assert run("loaddata-spec", str(path), "--database", "target", "-v0") == ("", "")
     assert Question.objects.using("target").count() == 2
 
 
-def test_verbosity_zero_prints_nothing_and_two_prints_each_object(tmp_path):
+def test_verbosity_two_prints_each_object_on_stderr(tmp_path):
     make_source()
     path = tmp_path / "dump.json"
-    run("dumpdata-spec", "authors:1", "-o", str(path), "-v0")
-    out, err = run("loaddata-spec", str(path), "--database", "target", "-v0")
-    assert (out, err) == ("", "")
-    Question.objects.update(text="new")
-    run("dumpdata-spec", "authors:1", "-o", str(path), "-v0")
-    out, err = run("loaddata-spec", str(path), "--database", "target", "-v2")
-    pks = sorted(Question.objects.filter(author=1).values_list("pk", flat=True))
-    assert [f"updated testapp.question(pk={pk})" for pk in pks] == [
-        line for line in err.splitlines() if line.startswith("updated")
+    _out, err = run("dumpdata-spec", "authors:1", "-o", str(path), "-v2")
+    assert err.splitlines() == [
+        "testapp.choice: 6 objects",
+        "testapp.review: 2 objects",
+        "testapp.question: 2 objects",
+        "testapp.author: 1 objects",
+        "testapp.tag: 2 objects",
+        "testapp.category: 1 objects",
+        "Dumped 14 objects of authors:1.",
     ]
+    run("loaddata-spec", str(path), "--database", "target")
+    question = Question.objects.filter(author=1).order_by("pk").first()
+    Question.objects.filter(pk=question.pk).update(text="new")
+    stale = Choice.objects.filter(question=question).order_by("pk").first().pk
+    Choice.objects.filter(pk=stale).delete()
+    run("dumpdata-spec", "authors:1", "-o", str(path), "-v0")
+
+    out, err = run("loaddata-spec", str(path), "--database", "target", "-v2")
+
+    assert [line for line in err.splitlines() if not line.endswith(" objects")] == [
+        f"updated testapp.question(pk={question.pk})",
+        f"deleted testapp.choice(pk={stale})",
+    ]
+    assert out.splitlines()[-1] == f"Changed 2 rows ({path})."
 
 
-def test_dry_run_command_prints_the_plan_and_changes_nothing(tmp_path):
+def test_dry_run_prints_the_counts_a_real_load_prints_and_changes_nothing(tmp_path):
     make_source()
-    path = tmp_path / "dump.json"
+    path = tmp_path / "first.json"
+    run("dumpdata-spec", "authors:1,2", "-o", str(path))
+    run("loaddata-spec", str(path), "--database", "target")
+    Question.objects.filter(author=1).update(text="changed")
+    Choice.objects.filter(question__author=2).order_by("pk").first().delete()
+    Choice.objects.create(question=Question.objects.order_by("pk").first(), text="new")
+    path = tmp_path / "second.json"
     run("dumpdata-spec", "authors:1,2", "-o", str(path))
     before = rows("target")
-    out, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
-    assert out.splitlines()[-1] == f"Would change 25 rows ({path}); dry run, nothing was written."
+
+    dry, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
+
     assert rows("target") == before
+    real, _err = run("loaddata-spec", str(path), "--database", "target")
+    assert dry.splitlines()[:-1] == real.splitlines()[:-1]
+    assert dry.splitlines()[-1] == f"Would change 4 rows ({path}); dry run, nothing was written."
+    assert real.splitlines()[-1] == f"Changed 4 rows ({path})."
+    assert "testapp.choice: 1 created, 0 updated, 11 unchanged, 1 deleted" in real.splitlines()
+
+
+def test_dump_to_a_missing_directory_fails_with_one_line(tmp_path):
+    make_source()
+    path = tmp_path / "missing" / "dump.json"
+    with pytest.raises(CommandError) as excinfo:
+        run("dumpdata-spec", "authors:1", "-o", str(path))
+    assert str(excinfo.value) == (
+        f"{path}: cannot write the dump (No such file or directory). Check that the directory"
+        " exists and is writable."
+    )
 
 
 def test_feincms3_data_style_datasets_setting(tmp_path, settings):

@@ -1,13 +1,19 @@
-"""Every expected failure: one clear message, and the target exactly as before."""
+"""Every expected failure: one clear message, and the target exactly as before.
+
+Each failing load is checked twice, through ``load()`` and through ``loaddata-spec``, which
+must raise CommandError with the same one-line message.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
 
-from dataset_sync import dump, load
+from dataset_sync import Spec, dump, load
 from dataset_sync.errors import (
     DatasetArgumentsError,
     DeletionProtectedError,
@@ -16,9 +22,9 @@ from dataset_sync.errors import (
     SchemaMismatchError,
     UnknownDatasetError,
 )
-from testapp.models import Author, Category, Question, Tag
+from testapp.models import Author, Category, Comment, Node, Question, Tag
 
-from .conftest import WHEN, make_source, rows, run
+from .conftest import WHEN, copy, make_source, rows, run
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -27,19 +33,19 @@ pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=
 def target_with_rows(tmp_path):
     """A target that already holds a loaded dataset, so a failed load has rows to damage."""
     make_source()
-    path = tmp_path / "initial.json"
-    dump("authors:1,2", output=path)
-    load(path, using="target")
+    load(copy(tmp_path, "authors:1,2", "initial.json"), using="target")
     return rows("target")
 
 
 @pytest.fixture
 def good_dump(tmp_path):
-    """A dump of authors:1,2 taken after the source changed, as lines of text."""
+    """A dump of authors:1,2 taken after the source changed, as lines of text.
+
+    Loading it whole would update every question, so a failure that left any of it behind
+    would show in the target's rows.
+    """
     Question.objects.update(text="changed on the source")
-    path = tmp_path / "good.json"
-    dump("authors:1,2", output=path)
-    return path.read_text().splitlines(keepends=True)
+    return copy(tmp_path, "authors:1,2", "good.json").read_text().splitlines(keepends=True)
 
 
 def write(tmp_path, lines, name="bad.json"):
@@ -48,30 +54,83 @@ def write(tmp_path, lines, name="bad.json"):
     return path
 
 
-def fails(path, exception, message, before, **options):
-    with pytest.raises(exception) as excinfo:
-        load(path, using="target", **options)
-    assert str(excinfo.value) == message
-    assert rows("target") == before
+def write_document(tmp_path, specs, objects, name="bad.json"):
+    """A hand-made dump in the trailer-less layout feincms3-data writes."""
+    return write(tmp_path, [json.dumps({"version": 1, "specs": specs, "objects": objects})], name)
 
 
-def test_missing_file(tmp_path, target_with_rows):
+@pytest.fixture(params=["api", "command"])
+def fails(request):
+    """Loads ``path`` into the target and checks the whole message and the untouched target."""
+
+    def check(path, exception, message, before, *command_options, **options):
+        if request.param == "api":
+            with pytest.raises(exception) as excinfo:
+                load(path, using="target", **options)
+        else:
+            with pytest.raises(CommandError) as excinfo:
+                run("loaddata-spec", str(path), "--database", "target", *command_options)
+        assert str(excinfo.value) == message
+        assert rows("target") == before
+
+    return check
+
+
+def test_missing_file_is_refused(tmp_path, target_with_rows, fails):
     path = tmp_path / "nope.json"
     fails(path, DumpFormatError, f"{path}: no such file.", target_with_rows)
 
 
-def test_not_json(tmp_path, target_with_rows):
+def test_directory_is_refused(tmp_path, target_with_rows, fails):
+    fails(
+        tmp_path, DumpFormatError, f"{tmp_path}: is a directory, not a dump file.", target_with_rows
+    )
+
+
+def test_file_that_is_not_json_is_refused(tmp_path, target_with_rows, fails):
     path = write(tmp_path, ["hello\n"])
     fails(
         path,
         DumpFormatError,
         f"{path}: not a dump: the file is not valid JSON"
-        " (Expecting value: line 1 column 1 (char 0)).",
+        " (Expecting value: line 1 column 1 (char 0)). Pass a file written by dumpdata-spec.",
         target_with_rows,
     )
 
 
-def test_truncated_file_without_trailer(tmp_path, target_with_rows, good_dump):
+def test_empty_file_is_refused(tmp_path, target_with_rows, fails):
+    path = write(tmp_path, [])
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: the file is empty; the dump failed or was cut off. Dump it again.",
+        target_with_rows,
+    )
+
+
+def test_file_that_is_not_utf8_is_refused(tmp_path, target_with_rows, fails):
+    path = tmp_path / "bad.json"
+    path.write_bytes(b"\xff\xfe{}")
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: not a dump: the file is not UTF-8 text. Pass a file written by dumpdata-spec.",
+        target_with_rows,
+    )
+
+
+def test_json_that_is_not_a_dump_is_refused(tmp_path, target_with_rows, fails):
+    path = write(tmp_path, ['[{"model": "testapp.tag", "pk": 1, "fields": {}}]'])
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: not a dump: expected a JSON object with an 'objects' list."
+        " Pass a file written by dumpdata-spec.",
+        target_with_rows,
+    )
+
+
+def test_dump_without_trailer_is_refused_as_truncated(tmp_path, target_with_rows, good_dump, fails):
     path = write(tmp_path, good_dump[:4])
     fails(
         path,
@@ -81,7 +140,9 @@ def test_truncated_file_without_trailer(tmp_path, target_with_rows, good_dump):
     )
 
 
-def test_file_ending_in_the_middle_of_an_object(tmp_path, target_with_rows, good_dump):
+def test_dump_ending_in_the_middle_of_an_object_is_refused(
+    tmp_path, target_with_rows, good_dump, fails
+):
     path = write(tmp_path, [*good_dump[:3], good_dump[3][:20]])
     fails(
         path,
@@ -92,19 +153,33 @@ def test_file_ending_in_the_middle_of_an_object(tmp_path, target_with_rows, good
     )
 
 
-def test_count_mismatch(tmp_path, target_with_rows, good_dump):
+def test_truncated_compressed_dump_is_refused(tmp_path, target_with_rows, good_dump, fails):
+    compressed = gzip.compress("".join(good_dump).encode())
+    path = tmp_path / "bad.json.gz"
+    path.write_bytes(compressed[: len(compressed) // 2])
+    with pytest.raises(DumpFormatError) as excinfo:
+        load(path, using="target")
+    # How many objects come out before the stream breaks depends on zlib; the rest does not.
+    assert str(excinfo.value).startswith(f"{path}: cannot be read after ")
+    assert str(excinfo.value).endswith(
+        " objects (Compressed file ended before the end-of-stream marker was reached);"
+        " the file is truncated or corrupted. Dump it again."
+    )
+    assert rows("target") == target_with_rows
+
+
+def test_trailer_counting_other_objects_is_refused(tmp_path, target_with_rows, good_dump, fails):
     path = write(tmp_path, [*good_dump[:3], good_dump[3].rstrip(",\n") + "\n", good_dump[-1]])
-    total = len(good_dump) - 2
     fails(
         path,
         DumpFormatError,
-        f"{path}: the trailer counts {total} objects but the file holds 3; the file is"
+        f"{path}: the trailer counts 25 objects but the file holds 3; the file is"
         " truncated or was edited. Dump it again.",
         target_with_rows,
     )
 
 
-def test_edited_object_fails_the_digest(tmp_path, target_with_rows, good_dump):
+def test_edited_object_fails_the_digest(tmp_path, target_with_rows, good_dump, fails):
     edited = [line.replace("changed on the source", "edited by hand") for line in good_dump]
     assert edited != good_dump
     path = write(tmp_path, edited)
@@ -117,7 +192,18 @@ def test_edited_object_fails_the_digest(tmp_path, target_with_rows, good_dump):
     )
 
 
-def test_unknown_format_version(tmp_path, target_with_rows, good_dump):
+def test_content_after_the_trailer_is_refused(tmp_path, target_with_rows, good_dump, fails):
+    path = write(tmp_path, [*good_dump, "{}\n"])
+    lines = len(good_dump)
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: unexpected content after the trailer on line {lines}. Dump it again.",
+        target_with_rows,
+    )
+
+
+def test_unknown_format_version_is_refused(tmp_path, target_with_rows, good_dump, fails):
     path = write(tmp_path, [good_dump[0].replace('"version": 1', '"version": 2'), *good_dump[1:]])
     fails(
         path,
@@ -128,13 +214,12 @@ def test_unknown_format_version(tmp_path, target_with_rows, good_dump):
     )
 
 
-def test_unknown_model_in_the_dump(tmp_path, target_with_rows):
-    document = {
-        "version": 1,
-        "specs": [{"model": "testapp.tag"}],
-        "objects": [{"model": "testapp.gone", "pk": 1, "fields": {}}],
-    }
-    path = write(tmp_path, [json.dumps(document)])
+def test_unknown_model_in_the_dump_is_refused(tmp_path, target_with_rows, fails):
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [{"model": "testapp.gone", "pk": 1, "fields": {}}],
+    )
     fails(
         path,
         SchemaMismatchError,
@@ -144,15 +229,23 @@ def test_unknown_model_in_the_dump(tmp_path, target_with_rows):
     )
 
 
-def test_field_the_target_lacks_and_ignorenonexistent(tmp_path, target_with_rows):
-    document = {
-        "version": 1,
-        "specs": [{"model": "testapp.tag"}],
-        "objects": [
-            {"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}
-        ],
-    }
-    path = write(tmp_path, [json.dumps(document)])
+def test_unknown_model_in_the_dumps_specs_is_refused(tmp_path, target_with_rows, fails):
+    path = write_document(tmp_path, [{"model": "testapp.gone", "delete_missing": True}], [])
+    fails(
+        path,
+        SchemaMismatchError,
+        f"{path}: Spec model 'testapp.gone' is not an installed model. Migrate the target or"
+        " remove the model from the dataset.",
+        target_with_rows,
+    )
+
+
+def test_field_the_target_lacks_is_refused(tmp_path, target_with_rows, fails):
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [{"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}],
+    )
     fails(
         path,
         SchemaMismatchError,
@@ -160,106 +253,172 @@ def test_field_the_target_lacks_and_ignorenonexistent(tmp_path, target_with_rows
         " lacks. Migrate the target, or pass --ignorenonexistent to skip such fields.",
         target_with_rows,
     )
-    load(path, using="target", ignorenonexistent=True)
-    assert Tag.objects.using("target").get(pk=500).name == "new"
 
 
-def test_foreign_key_to_a_row_that_exists_nowhere(tmp_path, target_with_rows):
-    document = {
-        "version": 1,
-        "specs": [{"model": "testapp.question"}],
-        "objects": [
+@pytest.mark.parametrize("how", ["api", "command"])
+def test_ignorenonexistent_loads_a_dump_with_a_field_the_target_lacks(tmp_path, how):
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [{"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}],
+    )
+    if how == "api":
+        load(path, using="target", ignorenonexistent=True)
+    else:
+        run("loaddata-spec", str(path), "--database", "target", "--ignorenonexistent")
+    assert list(Tag.objects.using("target").values_list("pk", "name")) == [(500, "new")]
+
+
+def test_invalid_value_is_refused(tmp_path, target_with_rows, fails):
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.choice"}],
+        [
             {
-                "model": "testapp.question",
-                "pk": 700,
-                "fields": {
-                    "author": 999,
-                    "category": None,
-                    "text": "t",
-                    "pub_date": WHEN.isoformat(),
-                    "tags": [],
-                },
+                "model": "testapp.choice",
+                "pk": 900,
+                "fields": {"question": 1, "text": "t", "votes": "many", "score": "1"},
             }
         ],
-    }
-    path = write(tmp_path, [json.dumps(document)])
+    )
     fails(
         path,
-        LoadIntegrityError,
-        f"{path}: testapp.question(pk=700): field 'author' points at testapp.author(pk=999),"
-        " which is neither in the dump nor in the target database. Add testapp.author to the"
-        " dataset or create the row on the target first.",
+        SchemaMismatchError,
+        f"{path}: testapp.choice(pk=900): field 'votes' has an invalid value 'many'"
+        " (“many” value must be an integer.).",
         target_with_rows,
     )
 
 
-def test_unique_violation_names_both_rows(tmp_path, target_with_rows):
-    clash = Tag.objects.using("target").create(name="stage tag")
-    before = rows("target")
-    document = {
-        "version": 1,
-        "specs": [{"model": "testapp.tag"}],
-        "objects": [{"model": "testapp.tag", "pk": 600, "fields": {"name": "stage tag"}}],
-    }
-    path = write(tmp_path, [json.dumps(document)])
+def test_foreign_key_to_a_row_that_exists_nowhere_is_refused(tmp_path, target_with_rows, fails):
+    author = Author.objects.create(pk=3, name="Only on the source", email="a3@example.com")
+    question = Question.objects.create(author=author, text="orphan", pub_date=WHEN)
+    path = tmp_path / "questions.json"
+    dump(specs=[{"model": "testapp.question", "filter": {"author": 3}}], output=path)
     fails(
         path,
         LoadIntegrityError,
-        f"{path}: testapp.tag(pk=600): field 'name' value 'stage tag' would duplicate"
-        f" testapp.tag(pk={clash.pk}). Add that row to the dataset with delete_missing, or"
-        " change it on the target.",
+        f"{path}: testapp.question(pk={question.pk}): field 'author' points at"
+        " testapp.author(pk=3), which is neither in the dump nor in the target database."
+        " Add testapp.author to the dataset or create the row on the target first.",
+        target_with_rows,
+    )
+
+
+def test_many_to_many_link_to_a_row_that_exists_nowhere_is_refused(
+    tmp_path, target_with_rows, fails
+):
+    question = Question.objects.order_by("pk").first()
+    tag = Tag.objects.create(name="only on the source")
+    question.tags.add(tag)
+    path = tmp_path / "questions.json"
+    dump(specs=[{"model": "testapp.question", "filter": {"pk": question.pk}}], output=path)
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.question(pk={question.pk}): field 'tags' points at"
+        f" testapp.tag(pk={tag.pk}), which is neither in the dump nor in the target database."
+        " Add testapp.tag to the dataset or create the row on the target first.",
+        target_with_rows,
+    )
+
+
+def test_natural_key_the_target_lacks_is_refused(tmp_path, target_with_rows, fails):
+    node = Node.objects.create(name="commented")
+    comment = Comment.objects.create(
+        content_type=ContentType.objects.get_for_model(Node), object_id=node.pk, text="hi"
+    )
+    path = copy(tmp_path, "comments")
+    ContentType.objects.db_manager("target").filter(app_label="testapp", model="node").delete()
+    ContentType.objects.clear_cache()
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.comment(pk={comment.pk}): field 'content_type' points at the"
+        " contenttypes.contenttype with natural key ['testapp', 'node'], which the target does"
+        " not have. Migrate the target, or create that contenttypes.contenttype there first.",
+        rows("target"),
+    )
+
+
+def test_unique_violation_names_both_rows(tmp_path, fails):
+    make_source()
+    # The target has its own 'python' tag, under another pk; authors does not delete tags.
+    clash = Tag.objects.using("target").create(pk=100, name="python")
+    before = rows("target")
+    python = Tag.objects.get(name="python")
+    path = copy(tmp_path, "authors:1,2")
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.tag(pk={python.pk}): field 'name' value 'python' would duplicate"
+        f" testapp.tag(pk={clash.pk}), which is not in the dump. Add that row to the dataset"
+        " with delete_missing, or change it on the target.",
         before,
     )
 
 
-def test_protected_rows_block_a_deletion(tmp_path, target_with_rows):
-    category = Category.objects.using("target").get(name="news")
-    stage_author = Author.objects.using("target").create(pk=50, name="s", email="s@example.com")
-    Question.objects.using("target").create(
-        author=stage_author, category=category, text="protects", pub_date=WHEN
+def test_protected_rows_block_a_deletion(tmp_path, restore_registry, fails):
+    restore_registry("categories")(lambda args: [Spec("testapp.category", delete_missing=True)])
+    Category.objects.create(name="news")
+    load(copy(tmp_path, "categories", "first.json"), using="target")
+    # A category only the target has, used by a question only the target has.
+    stage = Category.objects.using("target").create(name="stage")
+    author = Author.objects.using("target").create(pk=50, name="s", email="s@example.com")
+    protecting = Question.objects.using("target").create(
+        author=author, category=stage, text="protects", pub_date=WHEN
     )
     before = rows("target")
-    document = {
-        "version": 1,
-        "specs": [{"model": "testapp.category", "delete_missing": True}],
-        "objects": [],
-    }
-    path = write(tmp_path, [json.dumps(document)])
-    with pytest.raises(DeletionProtectedError) as excinfo:
-        load(path, using="target")
-    message = str(excinfo.value)
-    assert message.startswith(
+    path = copy(tmp_path, "categories", "second.json")
+    fails(
+        path,
+        DeletionProtectedError,
         f"{path}: testapp.category: cannot delete rows missing from the dump"
-        f" (pk={category.pk}); they are protected by testapp.question(pk="
+        f" (pk={stage.pk}); they are protected by testapp.question(pk={protecting.pk})."
+        " Add those rows to the dataset or delete them first.",
+        before,
     )
-    assert message.endswith("Add those rows to the dataset or delete them first.")
-    assert rows("target") == before
+
+
+def test_a_failing_second_dump_rolls_back_the_first(tmp_path, target_with_rows, good_dump):
+    first = write(tmp_path, good_dump, "good.json")
+    second = tmp_path / "nope.json"
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(first), str(second), "--database", "target")
+    assert str(excinfo.value) == f"{second}: no such file."
+    broken = write_document(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [{"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}],
+    )
+    with pytest.raises(SchemaMismatchError):
+        load(first, broken, using="target")
+    assert rows("target") == target_with_rows
 
 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
-    with pytest.raises(UnknownDatasetError) as excinfo:
-        dump("nope:1", output=tmp_path / "d.json")
-    assert str(excinfo.value) == (
+    message = (
         "Unknown dataset 'nope'; known datasets: authors, comments, everything, items,"
         " questions, tree."
     )
-    assert not (tmp_path / "d.json").exists()
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        dump("nope:1", output=tmp_path / "d.json")
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("dumpdata-spec", "nope:1", "-o", str(tmp_path / "d.json"))
+    assert str(excinfo.value) == message
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_arguments_the_dataset_rejects(tmp_path):
+    message = (
+        "Dataset 'authors' rejected the arguments 'x': invalid literal for int() with base 10:"
+        " 'x'. Check what follows 'authors:'."
+    )
     with pytest.raises(DatasetArgumentsError) as excinfo:
         dump("authors:x", output=tmp_path / "d.json")
-    assert str(excinfo.value) == (
-        "Dataset 'authors' rejected the arguments 'x': invalid literal for int() with base 10: 'x'"
-    )
-
-
-def test_commands_turn_errors_into_one_line(tmp_path, target_with_rows):
-    path = tmp_path / "missing.json"
+    assert str(excinfo.value) == message
     with pytest.raises(CommandError) as excinfo:
-        run("loaddata-spec", str(path), "--database", "target")
-    assert str(excinfo.value) == f"{path}: no such file."
-    with pytest.raises(CommandError) as excinfo:
-        run("dumpdata-spec", "nope")
-    assert str(excinfo.value).startswith("Unknown dataset 'nope'; known datasets: authors,")
-    assert rows("target") == target_with_rows
+        run("dumpdata-spec", "authors:x", "-o", str(tmp_path / "d.json"))
+    assert str(excinfo.value) == message
+    assert list(tmp_path.iterdir()) == []

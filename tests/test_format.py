@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 from decimal import Decimal
@@ -8,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dataset_sync import dump
+from dataset_sync import dump, load
+from dataset_sync.errors import DumpFormatError
 from testapp.models import Author, Category, Choice, Question, Review, Tag
 
 GOLDEN = Path(__file__).parent / "golden" / "authors-1.json"
@@ -41,3 +43,37 @@ def test_dump_format_is_pinned_by_a_golden_file(tmp_path):
     if os.environ.get("DATASET_SYNC_REGENERATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_reformatted_dump_is_still_verified_and_loaded(tmp_path):
+    """A dump pretty-printed by a tool loses the line layout but keeps count and digest."""
+    Tag.objects.create(name="python")
+    path = tmp_path / "dump.json"
+    dump("everything", output=path)
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=2))
+    report = load(path, using="target")
+    assert report.counts["testapp.tag"].created == 1
+    edited = path.read_text().replace('"python"', '"edited"')
+    path.write_text(edited)
+    with pytest.raises(DumpFormatError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == (
+        f"{path}: the digest of the objects does not match the trailer; the file was changed"
+        " after it was dumped. Dump it again."
+    )
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_feincms3_data_dump_without_trailer_is_loaded(tmp_path):
+    path = tmp_path / "feincms3-data.json"
+    document = {
+        "version": 1,
+        "specs": [{"model": "testapp.tag", "delete_missing": True}],
+        "objects": [{"model": "testapp.tag", "pk": 3, "fields": {"name": "python"}}],
+    }
+    path.write_text(json.dumps(document))
+    Tag.objects.using("target").create(pk=9, name="stale")
+    report = load(path, using="target")
+    assert list(Tag.objects.using("target").values_list("pk", "name")) == [(3, "python")]
+    assert (report.counts["testapp.tag"].created, report.counts["testapp.tag"].deleted) == (1, 1)

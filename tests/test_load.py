@@ -1,56 +1,37 @@
+"""load(): what gets created, updated, left alone and deleted, and what the report says."""
+
 from __future__ import annotations
 
 import datetime as dt
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
-from django.db import connections
 
 from dataset_sync import Spec, dump, load
-from dataset_sync.registry import Dataset
 from testapp.models import (
     Article,
     Author,
+    Category,
     Choice,
     Comment,
     Event,
     Item,
     Node,
     Question,
+    Review,
     Tag,
 )
 
-from .conftest import WHEN, make_source, rows, run
+from .conftest import WHEN, copy, dataset_state, make_source, rows, run
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
-
-
-def copy(tmp_path, dataset: str, name: str = "dump.json"):
-    """Dump ``dataset`` from the source into a file; return its path."""
-    path = tmp_path / name
-    dump(dataset, output=path)
-    return path
-
-
-class Statements:
-    """Records the SQL a database connection runs."""
-
-    def __init__(self) -> None:
-        self.sql: list[str] = []
-
-    def __call__(self, execute, sql, params, many, context):
-        self.sql.append(sql)
-        return execute(sql, params, many, context)
-
-    def writes(self) -> list[str]:
-        verbs = ("INSERT", "UPDATE", "DELETE", "REPLACE")
-        return [sql for sql in self.sql if sql.lstrip().upper().startswith(verbs)]
 
 
 def test_load_deletes_rows_missing_from_dump_within_the_filter_only(tmp_path):
     make_source()
     load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
-    # On the source, a choice of author 1 goes; on the target, author 3 has rows of its own.
+    # On the source, a choice of author 1 goes; on the target, author 3 has rows of its own,
+    # and there are rows of models the dataset does not cover.
     gone = Choice.objects.filter(question__author=1).order_by("pk").first()
     gone.delete()
     outsider = Author.objects.using("target").create(pk=3, name="Stage", email="s@example.com")
@@ -58,132 +39,169 @@ def test_load_deletes_rows_missing_from_dump_within_the_filter_only(tmp_path):
         author=outsider, text="stage only", pub_date=WHEN
     )
     Choice.objects.using("target").create(question=stage_question, text="stays")
+    Node.objects.using("target").create(name="not in the dataset")
+    Tag.objects.using("target").create(name="stage tag")
+    outside = {
+        label: rows("target")[label]
+        for label in ("testapp.node", "testapp.tag", "testapp.item", "testapp.comment")
+    }
 
     report = load(copy(tmp_path, "authors:1,2", "second.json"), using="target")
 
     assert not Choice.objects.using("target").filter(pk=gone.pk).exists()
-    assert Choice.objects.using("target").filter(question=stage_question).count() == 1
+    assert list(
+        Choice.objects.using("target").filter(question=stage_question).values_list("text")
+    ) == [("stays",)]
     assert Question.objects.using("target").filter(pk=stage_question.pk).exists()
+    assert {label: rows("target")[label] for label in outside} == outside
     assert report.counts["testapp.choice"].deleted == 1
+    assert report.counts["testapp.choice"].unchanged == 11
     assert report.counts["testapp.question"].deleted == 0
+    assert report.counts["testapp.tag"].deleted == 0
 
 
-def test_load_updates_changed_rows_and_leaves_equal_rows_alone(tmp_path):
+def test_load_reports_and_performs_cascades_outside_the_dataset(tmp_path, restore_registry):
+    restore_registry("authors-only")(
+        lambda args: [Spec("testapp.author", filter={"pk__lte": 3}, delete_missing=True)]
+    )
     make_source()
     load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
-    question, choice = Question.objects.first(), Choice.objects.first()
+    # Author 3 exists only on the target, with a question (outside the dataset) and choices.
+    stage = Author.objects.using("target").create(pk=3, name="Stage", email="s@example.com")
+    question = Question.objects.using("target").create(
+        author=stage, text="goes with its author", pub_date=WHEN
+    )
+    for text in ("a", "b"):
+        Choice.objects.using("target").create(question=question, text=text)
+    path = copy(tmp_path, "authors-only")
+    before = rows("target")
+    expected = [
+        "testapp.author: 0 created, 0 updated, 2 unchanged, 1 deleted",
+        "testapp.choice: 0 created, 0 updated, 0 unchanged, 0 deleted, 2 deleted by cascade",
+        "testapp.question: 0 created, 0 updated, 0 unchanged, 0 deleted, 1 deleted by cascade",
+    ]
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
+
+    assert out.splitlines() == [
+        *expected,
+        f"Would change 4 rows ({path}); dry run, nothing was written.",
+    ]
+    assert rows("target") == before
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target")
+
+    assert out.splitlines() == [*expected, f"Changed 4 rows ({path})."]
+    assert not Author.objects.using("target").filter(pk=3).exists()
+    assert not Question.objects.using("target").filter(pk=question.pk).exists()
+    assert Choice.objects.using("target").filter(question=question.pk).count() == 0
+    assert Question.objects.using("target").count() == 4
+
+
+def test_load_updates_changed_rows_and_counts_equal_rows_unchanged(tmp_path):
+    make_source()
+    load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
+    question, choice = Question.objects.order_by("pk")[0], Choice.objects.order_by("pk")[0]
     Question.objects.filter(pk=question.pk).update(text="reworded")
-    Choice.objects.filter(pk=choice.pk).update(votes=99)
+    Choice.objects.filter(pk=choice.pk).update(votes=99, score="7.50")
 
     report = load(copy(tmp_path, "authors:1,2", "second.json"), using="target")
 
     assert Question.objects.using("target").get(pk=question.pk).text == "reworded"
-    assert Choice.objects.using("target").get(pk=choice.pk).votes == 99
+    target_choice = Choice.objects.using("target").get(pk=choice.pk)
+    assert (target_choice.votes, str(target_choice.score)) == (99, "7.50")
     assert report.counts["testapp.question"].updated == 1
     assert report.counts["testapp.question"].unchanged == 3
     assert report.counts["testapp.choice"].updated == 1
     assert report.counts["testapp.choice"].unchanged == 11
+    assert report.counts["testapp.author"].unchanged == 2
 
 
 def test_load_sets_many_to_many_links_to_exactly_the_dumps(tmp_path):
     make_source()
     load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
     python, django = Tag.objects.get(name="python"), Tag.objects.get(name="django")
-    first, second = Question.objects.order_by("pk")[:2]
-    first.tags.set([django])
-    second.tags.set([])
+    first, second, third = Question.objects.order_by("pk")[:3]
+    first.tags.set([django])  # python removed, django added
+    second.tags.set([])  # both removed
+    third.tags.set([python, django])  # django added
 
     report = load(copy(tmp_path, "authors:1,2", "second.json"), using="target")
 
     target = Question.objects.using("target")
-    assert list(target.get(pk=first.pk).tags.values_list("pk", flat=True)) == [django.pk]
-    assert list(target.get(pk=second.pk).tags.values_list("pk", flat=True)) == []
-    assert python.pk not in set(target.get(pk=first.pk).tags.values_list("pk", flat=True))
-    assert report.counts["testapp.question"].updated == 2
+    for question in (first, second, third):
+        assert set(target.get(pk=question.pk).tags.values_list("pk", flat=True)) == set(
+            question.tags.values_list("pk", flat=True)
+        )
+    assert report.counts["testapp.question"].updated == 3
+    assert report.counts["testapp.question"].unchanged == 1
 
 
-def test_second_load_of_the_same_dump_writes_nothing(tmp_path):
-    make_source()
-    path = copy(tmp_path, "authors:1,2")
-    load(path, using="target")
-    before = rows("target")
-    statements = Statements()
-    with connections["target"].execute_wrapper(statements):
-        report = load(path, using="target")
-    assert statements.sql, "the load ran no statements at all, so this test proves nothing"
-    assert statements.writes() == []
-    assert not report.changed
-    assert rows("target") == before
-    assert report.lines()[-1] == f"Nothing to change ({path})."
-
-
-def test_spec_order_does_not_matter(tmp_path):
-    make_source()
-    dataset = Dataset(
-        "authors",
-        lambda args: [
-            Spec("testapp.author", filter={"pk__in": [1, 2]}),
-            Spec("testapp.tag"),
-            Spec("testapp.category"),
-            Spec("testapp.question", filter={"author__in": [1, 2]}, delete_missing=True),
-            Spec("testapp.review", filter={"question__author__in": [1, 2]}, delete_missing=True),
-            Spec("testapp.choice", filter={"question__author__in": [1, 2]}, delete_missing=True),
-        ],
-    )
-    parents_first = tmp_path / "parents-first.json"
-    dump(dataset, output=parents_first)
-    load(parents_first, using="target")
-    parents_first_rows = rows("target")
-    for model in (Choice, Question, Author, Tag):
-        model.objects.using("target").all().delete()
-
-    load(copy(tmp_path, "authors:1,2", "children-first.json"), using="target")
-
-    assert rows("target") == parents_first_rows
-
-
-def test_dry_run_reports_the_plan_and_writes_nothing(tmp_path):
+def test_unique_values_swapped_between_rows_are_loaded(tmp_path):
     make_source()
     load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
-    Question.objects.order_by("pk").first().delete()  # cascades to its choices and reviews
-    before = rows("target")
+    Author.objects.filter(pk=1).update(email="swap@example.com")
+    Author.objects.filter(pk=2).update(email="a1@example.com")
+    Author.objects.filter(pk=1).update(email="a2@example.com")
+    review = Review.objects.filter(author=1).order_by("pk").first()
 
-    report = load(copy(tmp_path, "authors:1,2", "second.json"), using="target", dry_run=True)
-
-    assert rows("target") == before
-    assert report.counts["testapp.question"].deleted == 1
-    assert report.counts["testapp.choice"].deleted == 3
-    assert report.lines()[-1].endswith("; dry run, nothing was written.")
-
-
-def test_deletion_cascades_are_counted(tmp_path):
-    make_source()
-    load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
-    question = Question.objects.order_by("pk").first()
-    # Deleting the question on the source; on the target its review and choices cascade.
-    Question.objects.filter(pk=question.pk).delete()
-    Author.objects.using("target").create(pk=9, name="Other", email="o@example.com")
     report = load(copy(tmp_path, "authors:1,2", "second.json"), using="target")
-    assert report.counts["testapp.question"].deleted == 1
-    assert report.counts["testapp.choice"].deleted + report.counts["testapp.choice"].cascaded == 3
-    assert not Choice.objects.using("target").filter(question=question.pk).exists()
-    assert Author.objects.using("target").filter(pk=9).exists()
+
+    assert dataset_state("authors:1,2", "target") == dataset_state("authors:1,2", "default")
+    # The rows pointing at the authors still do.
+    assert Review.objects.using("target").get(pk=review.pk).author_id == 1
+    assert report.counts["testapp.author"].updated == 2
+    assert report.counts["testapp.author"].created == 0
 
 
-def test_self_referencing_tree_round_trips_and_loses_stale_branches(tmp_path):
-    root = Node.objects.create(name="root", data={"depth": 0})
+def test_unique_values_shifted_across_batches_are_loaded(tmp_path, settings):
+    settings.DATASET_SYNC_BATCH_SIZE = 1
+    for name in ("a", "b", "c"):
+        Tag.objects.create(name=name)
+    load(copy(tmp_path, "everything", "first.json"), using="target")
+    # a -> b -> c -> a: each row needs the value of the next batch's row.
+    first, second, third = Tag.objects.order_by("pk")
+    for tag, name in ((first, "x"), (third, "a"), (second, "c"), (first, "b")):
+        Tag.objects.filter(pk=tag.pk).update(name=name)
+
+    report = load(copy(tmp_path, "everything", "second.json"), using="target")
+
+    assert rows("target")["testapp.tag"] == rows("default")["testapp.tag"]
+    assert report.counts["testapp.tag"].updated == 3
+
+
+def test_row_recreated_with_the_same_unique_value_replaces_the_stale_one(tmp_path):
+    make_source()
+    load(copy(tmp_path, "everything", "first.json"), using="target")
+    old = Tag.objects.get(name="django")
+    old.delete()
+    new = Tag.objects.create(name="django")
+    Question.objects.order_by("pk").first().tags.add(new)
+
+    report = load(copy(tmp_path, "everything", "second.json"), using="target")
+
+    assert list(Tag.objects.using("target").filter(name="django").values_list("pk")) == [(new.pk,)]
+    assert dataset_state("everything", "target") == dataset_state("everything", "default")
+    assert report.counts["testapp.tag"].created == 1
+    assert report.counts["testapp.tag"].deleted == 1
+
+
+def test_row_is_reparented_before_its_old_parent_is_deleted(tmp_path):
+    root = Node.objects.create(name="root")
     child = Node.objects.create(name="child", parent=root)
-    Node.objects.create(name="grandchild", parent=child, data=[1, 2])
+    Node.objects.create(name="grandchild", parent=child)
     load(copy(tmp_path, "tree", "first.json"), using="target")
-    Node.objects.filter(name="grandchild").delete()
-    Node.objects.create(name="second child", parent=root)
+    new_root = Node.objects.create(name="new root")
+    Node.objects.filter(pk=child.pk).update(parent=new_root)
+    root.delete()
 
-    load(copy(tmp_path, "tree", "second.json"), using="target")
+    report = load(copy(tmp_path, "tree", "second.json"), using="target")
 
     assert rows("target")["testapp.node"] == rows("default")["testapp.node"]
+    assert (report.counts["testapp.node"].deleted, report.counts["testapp.node"].cascaded) == (1, 0)
 
 
-def test_multi_table_inheritance_round_trips(tmp_path):
+def test_multi_table_inheritance_children_are_updated_and_deleted(tmp_path):
     Article.objects.create(title="article", body="text")
     Event.objects.create(title="event", starts=dt.date(2026, 12, 24))
     Item.objects.create(title="plain item")
@@ -197,6 +215,7 @@ def test_multi_table_inheritance_round_trips(tmp_path):
         assert rows("target")[label] == rows("default")[label]
     assert report.counts["testapp.article"].updated == 1
     assert report.counts["testapp.event"].deleted == 1
+    assert report.counts["testapp.item"].deleted == 1
 
 
 def test_generic_foreign_keys_follow_content_types_by_natural_key(tmp_path):
@@ -204,27 +223,47 @@ def test_generic_foreign_keys_follow_content_types_by_natural_key(tmp_path):
     Comment.objects.create(
         content_type=ContentType.objects.get_for_model(Node), object_id=node.pk, text="hi"
     )
-    # Shift the target's content type ids so that equal ids would point at the wrong model.
     target_types = ContentType.objects.db_manager("target")
-    target_types.clear_cache()
-    stale = target_types.get(app_label="testapp", model="node")
-    stale.delete()
+    target_types.get(app_label="testapp", model="node").delete()
     moved = target_types.create(app_label="testapp", model="node")
+    target_types.clear_cache()
     assert moved.pk != ContentType.objects.get_for_model(Node).pk
 
     load(copy(tmp_path, "comments"), using="target")
 
     comment = Comment.objects.using("target").get()
-    assert comment.content_type_id == moved.pk
-    assert comment.text == "hi"
+    assert (comment.content_type_id, comment.object_id, comment.text) == (moved.pk, node.pk, "hi")
 
 
-def test_sequences_are_reset_so_new_rows_do_not_collide(tmp_path):
-    make_source()
-    load(copy(tmp_path, "authors:1,2"), using="target")
-    highest = Question.objects.order_by("-pk").first().pk
-    created = Question.objects.using("target").create(author_id=1, text="new", pub_date=WHEN)
-    assert created.pk > highest
+def comment_fields(number, using):
+    node_type = ContentType.objects.db_manager(using).get_for_model(Node)
+    return {"content_type": node_type, "object_id": number, "text": f"comment {number}"}
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        (Tag, lambda number, using: {"name": f"tag {number}"}),
+        (Category, lambda number, using: {"name": f"category {number}"}),
+        (Author, lambda number, using: {"name": "a", "email": f"{number}@example.com"}),
+        (Node, lambda number, using: {"name": f"node {number}"}),
+        (Item, lambda number, using: {"title": f"item {number}"}),
+        (Article, lambda number, using: {"title": f"article {number}", "body": "b"}),
+        (Comment, comment_fields),
+    ],
+    ids=lambda value: value.__name__ if isinstance(value, type) else "",
+)
+def test_sequences_are_reset_so_new_rows_do_not_collide(tmp_path, model, fields):
+    # The source's rows get the pks the target's sequence would hand out next.
+    probe = model.objects.using("target").create(**fields(0, "target"))
+    model.objects.using("target").filter(pk=probe.pk).delete()
+    for offset in (1, 2, 3):
+        model.objects.create(pk=probe.pk + offset, **fields(offset, "default"))
+    load(copy(tmp_path, "everything"), using="target")
+
+    created = model.objects.using("target").create(**fields(4, "target"))
+
+    assert created.pk > probe.pk + 3
 
 
 def test_several_dumps_load_in_one_transaction(tmp_path):
@@ -254,24 +293,3 @@ def test_several_specs_for_one_model_write_each_object_once(tmp_path):
     report = load(path, using="target")
     assert report.counts["testapp.question"].created == 4
     assert Question.objects.using("target").count() == 4
-
-
-def test_dry_run_shows_rows_outside_the_dataset_that_a_deletion_cascades_to(tmp_path):
-    make_source()
-    load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
-    path = tmp_path / "authors.json"
-    dump(specs=[Spec("testapp.author", delete_missing=True)], output=path)
-    Author.objects.using("target").create(pk=3, name="Gone", email="gone@example.com")
-    Question.objects.using("target").create(
-        author_id=3, text="takes the author along", pub_date=WHEN
-    )
-    before = rows("target")
-
-    out, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
-
-    assert "testapp.author: 0 created, 0 updated, 2 unchanged, 1 deleted" in out.splitlines()
-    assert (
-        "testapp.question: 0 created, 0 updated, 0 unchanged, 0 deleted, 1 deleted by cascade"
-        in out.splitlines()
-    )
-    assert rows("target") == before

@@ -1,0 +1,102 @@
+"""The registry: declaring datasets in code or in settings, parsing and looking them up."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from dataset_sync import Spec, registry, specs_for_app_models, specs_for_derived_models
+from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError, UnknownDatasetError
+from testapp.models import Item
+
+
+def feincms3_datasets():
+    """DATASET_SYNC_DATASETS in feincms3-data's shape: ``{name: {"specs": callable}}``."""
+    return {
+        "f3-tags": {"specs": lambda args: [{"model": "testapp.tag", "delete_missing": True}]},
+        # A setting wins over a registration of the same name.
+        "tree": {"specs": lambda args: [{"model": "testapp.node"}]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [("authors", ("authors", "")), ("authors:1,2", ("authors", "1,2")), ("a:b:c", ("a", "b:c"))],
+)
+def test_parse_splits_name_and_arguments_at_the_first_colon(text, parsed):
+    assert registry.parse(text) == parsed
+
+
+def test_registered_dataset_is_found_with_its_specs(restore_registry):
+    @restore_registry("tags")
+    def tags(args):
+        return [Spec("testapp.tag", filter={"name": args}), {"model": "testapp.category"}]
+
+    assert registry.get_dataset("tags").specs("python") == [
+        Spec("testapp.tag", filter={"name": "python"}),
+        Spec("testapp.category"),
+    ]
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        registry.get_dataset("nope")
+    assert str(excinfo.value) == (
+        "Unknown dataset 'nope'; known datasets: authors, comments, everything, items,"
+        " questions, tree."
+    )
+
+
+def test_unknown_dataset_when_none_are_registered(restore_registry):
+    registry._registered.clear()
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        registry.get_dataset("nope")
+    assert str(excinfo.value) == "Unknown dataset 'nope'; known datasets: none are registered."
+
+
+def test_arguments_the_dataset_function_rejects():
+    with pytest.raises(DatasetArgumentsError) as excinfo:
+        registry.get_dataset("authors").specs("")
+    assert str(excinfo.value) == (
+        "Dataset 'authors' rejected the arguments '': expected comma separated author ids,"
+        " e.g. authors:1,2. Check what follows 'authors:'."
+    )
+
+
+def test_invalid_spec_names_the_dataset(restore_registry):
+    restore_registry("broken")(lambda args: [{"model": "testapp.tag", "delete": True}])
+    with pytest.raises(InvalidSpecError) as excinfo:
+        registry.get_dataset("broken").specs("")
+    assert str(excinfo.value) == (
+        "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use defer_values,"
+        " delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+    )
+
+
+@override_settings(DATASET_SYNC_DATASETS="tests.test_registry.feincms3_datasets")
+def test_datasets_setting_adds_feincms3_data_style_datasets():
+    found = registry.datasets()
+    assert found["f3-tags"].specs() == [Spec("testapp.tag", delete_missing=True)]
+    assert found["tree"].specs() == [Spec("testapp.node")]
+    assert "authors" in found
+
+
+def test_spec_helpers_expand_to_one_spec_per_model():
+    assert specs_for_derived_models(Item, {"delete_missing": True}) == [
+        Spec("testapp.article", delete_missing=True),
+        Spec("testapp.event", delete_missing=True),
+    ]
+    labels = [spec.model for spec in specs_for_app_models("testapp")]
+    assert labels == [
+        "testapp.category",
+        "testapp.tag",
+        "testapp.author",
+        "testapp.question",
+        "testapp.choice",
+        "testapp.review",
+        "testapp.node",
+        "testapp.item",
+        "testapp.article",
+        "testapp.event",
+        "testapp.comment",
+    ]
