@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import io
-import json
+import marshal
 import tempfile
 import time
 from collections import defaultdict
@@ -155,6 +155,41 @@ def _name(dump: DumpSource) -> str:
     return getattr(dump, "name", "<stream>")
 
 
+class _Spool:
+    """One model's parsed objects, kept on disk in batches between reading and writing.
+
+    Batches are stored with ``marshal``: the objects were parsed from JSON once while the
+    dump was verified, and hold only JSON's types, so they are never parsed again.
+    """
+
+    def __init__(self, path: Path, batch_size: int) -> None:
+        self._file = open(path, "w+b")  # noqa: SIM115 - closed by _Plan.close()
+        self._pending: list[dict[str, Any]] = []
+        self._batch_size = batch_size
+
+    def append(self, data: dict[str, Any]) -> None:
+        self._pending.append(data)
+        if len(self._pending) >= self._batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            # Length-prefixed: marshal.load() on a file reads in tiny pieces, loads() does not.
+            payload = marshal.dumps(self._pending)
+            self._file.write(len(payload).to_bytes(8, "big"))
+            self._file.write(payload)
+            self._pending = []
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        self._flush()
+        self._file.seek(0)
+        while size := int.from_bytes(self._file.read(8), "big"):
+            yield marshal.loads(self._file.read(size))
+
+    def close(self) -> None:
+        self._file.close()
+
+
 @dataclass
 class _Plan:
     """A verified dump: its header, specs, and objects spooled per model."""
@@ -162,7 +197,7 @@ class _Plan:
     name: str
     header: Header
     specs: list[Spec]
-    spools: dict[type[models.Model], IO[str]]
+    spools: dict[type[models.Model], _Spool]
     pks: dict[type[models.Model], set[Any]]
 
     def close(self) -> None:
@@ -234,11 +269,8 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
         seen.add(pk)
         spool = plan.spools.get(model)
         if spool is None:
-            # Spools outlive this function; _Plan.close() closes them.
-            path = spool_dir / f"{label}.jsonl"
-            spool = plan.spools[model] = open(path, "w+", encoding="utf-8")  # noqa: SIM115
-        spool.write(obj.line)
-        spool.write("\n")
+            spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
+        spool.append(obj.data)
 
 
 def _write_order(model_set: set[type[models.Model]]) -> list[type[models.Model]]:
@@ -304,7 +336,7 @@ class _Apply:
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
-            for batch in self._batches(self.plan.spools[model]):
+            for batch in self.plan.spools[model].batches():
                 writer.write(batch, counts)
             if counts.created:
                 self.created_models.add(model)
@@ -317,17 +349,6 @@ class _Apply:
         self._check_constraints()
         if self.created_models and not self.report.dry_run:
             self._reset_sequences()
-
-    def _batches(self, spool: IO[str]) -> Iterator[list[dict[str, Any]]]:
-        spool.seek(0)
-        batch: list[dict[str, Any]] = []
-        for line in spool:
-            batch.append(json.loads(line))
-            if len(batch) >= self.batch_size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
 
     def _delete_missing(self) -> None:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]
