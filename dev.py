@@ -118,9 +118,12 @@ def main() -> int:
     )
     test_parser.add_argument("pytest_args", nargs="*", help="Passed on to pytest.")
     commands.add_parser("lint", help="ruff and mypy.")
-    bench_parser = commands.add_parser("bench", help="Run the benchmark.")
-    bench_parser.add_argument("bench_args", nargs=argparse.REMAINDER)
-    args = parser.parse_args()
+    commands.add_parser("bench", help="Run the benchmark; other options go to bench/run.py.")
+    args, unknown = parser.parse_known_args()
+    if args.command == "bench":
+        args.bench_args = unknown
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return {"demo": demo, "test": test, "lint": lint, "bench": bench}[args.command](args)
 
 
