@@ -81,6 +81,11 @@ class Spec:
                     f"Spec for {self.model} uses '{key}', which dataset_sync does not support"
                     " yet. Remove the flag from the dataset."
                 )
+        if isinstance(self.delete_missing, Mapping) and self.delete_missing.get("map"):
+            raise InvalidSpecError(
+                f"Spec for {self.model} uses 'delete_missing' with 'map', which dataset_sync"
+                " does not support yet. Use delete_missing=True."
+            )
 
     def get_model(self) -> type[models.Model]:
         """The model class; InvalidSpecError when the label names no installed model."""

@@ -127,3 +127,19 @@ def test_specs_naming_an_unknown_model_are_refused(tmp_path):
         dump(specs=[{"model": "testapp.gone"}], output=tmp_path / "d.json")
     assert str(excinfo.value) == "Spec model 'testapp.gone' is not an installed model."
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_delete_missing_with_map_is_refused_until_supported(tmp_path):
+    spec = {
+        "model": "testapp.choice",
+        "filter": {"question__in": [1]},
+        "delete_missing": {"map": [("question__in", "testapp.question")]},
+    }
+    with pytest.raises(InvalidSpecError) as excinfo:
+        dump(specs=[spec], output=tmp_path / "d.json")
+    assert str(excinfo.value) == (
+        "Spec for testapp.choice uses 'delete_missing' with 'map', which dataset_sync does not"
+        " support yet. Use delete_missing=True."
+    )
+    assert list(tmp_path.iterdir()) == []
