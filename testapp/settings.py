@@ -3,6 +3,8 @@
 DATASET_SYNC_TEST_DB picks the backend (sqlite, postgresql or mariadb); both the ``default``
 alias (the source) and ``target`` live on that backend. DATASET_SYNC_SQLITE_DIR makes the
 SQLite databases files instead of in-memory test databases (the demo uses it).
+DATASET_SYNC_DB_PREFIX names the server databases (default ``dataset_sync``), so that two
+checkouts can run their suites against the same server at the same time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 BACKEND = os.environ.get("DATASET_SYNC_TEST_DB", "sqlite")
 SQLITE_DIR = Path(os.environ.get("DATASET_SYNC_SQLITE_DIR", Path(__file__).parent))
+PREFIX = os.environ.get("DATASET_SYNC_DB_PREFIX", "dataset_sync")
 
 
 def _database(name: str) -> dict[str, Any]:
@@ -21,7 +24,7 @@ def _database(name: str) -> dict[str, Any]:
     if BACKEND == "postgresql":
         return {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": f"dataset_sync_{name}",
+            "NAME": f"{PREFIX}_{name}",
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),
             "PORT": os.environ.get("PGPORT", "5432"),
@@ -29,7 +32,7 @@ def _database(name: str) -> dict[str, Any]:
     if BACKEND == "mariadb":
         return {
             "ENGINE": "django.db.backends.mysql",
-            "NAME": f"dataset_sync_{name}",
+            "NAME": f"{PREFIX}_{name}",
             "USER": os.environ.get("MYSQL_USER", "root"),
             "PASSWORD": os.environ.get("MYSQL_PASSWORD", ""),
             "HOST": os.environ.get("MYSQL_HOST", "127.0.0.1"),
