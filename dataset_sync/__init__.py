@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataset_sync.dump import DumpSummary, dump
 from dataset_sync.errors import DatasetSyncError
+from dataset_sync.guards import DeleteLimit
 from dataset_sync.load import LoadReport, ModelCounts, load
 from dataset_sync.registry import Dataset, register
 from dataset_sync.specs import (
@@ -18,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Dataset",
     "DatasetSyncError",
+    "DeleteLimit",
     "DumpSummary",
     "LoadReport",
     "ModelCounts",

@@ -106,7 +106,7 @@ def _write(
     mappers: dict[str, Mapper],
     progress: Progress | None,
 ) -> list[int]:
-    writer = DumpWriter(stream, header)
+    writer = DumpWriter(stream, header, conf.signing_key())
 
     def emit(data: dict[str, Any]) -> None:
         mapper = mappers.get(data["model"])

@@ -1,10 +1,29 @@
-"""The one exception family: every failure a user can fix is a DatasetSyncError."""
+"""The one exception family: every failure a user can fix is a DatasetSyncError.
+
+``exit_code`` is what the commands exit with, so that a cron wrapper can tell a bad dump
+from a refusal; the README lists the codes.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dataset_sync.load import LoadReport
+
+#: Exit codes of the commands (the README documents them).
+EXIT_NOTHING_TO_DO = 3
+EXIT_BAD_INPUT = 4
+EXIT_REFUSED = 5
+EXIT_LOCK_TIMEOUT = 6
 
 
 class DatasetSyncError(Exception):
     """A failure the user can fix; the commands turn it into CommandError."""
+
+    exit_code = EXIT_BAD_INPUT
+    #: What a failed load had done before it was rolled back, for its summary line.
+    report: LoadReport | None = None
 
 
 class InvalidSpecError(DatasetSyncError):
@@ -37,3 +56,18 @@ class LoadIntegrityError(DatasetSyncError):
 
 class DeletionProtectedError(DatasetSyncError):
     """A row the dataset would delete is protected by a PROTECT or RESTRICT relation."""
+
+
+class RefusedError(DatasetSyncError):
+    """The dump is well formed, but this database's own rules refuse to load it."""
+
+    exit_code = EXIT_REFUSED
+
+
+class UntrustedDumpError(RefusedError):
+    """The dump's specs are not what this database declares, or its signature is missing or
+    wrong."""
+
+
+class DeletionGuardError(RefusedError):
+    """The load would delete more rows than allowed, or cascade to rows outside the dataset."""

@@ -10,7 +10,9 @@ as a stream and still be loaded by any JSON parser::
 
 The header comes before the objects and the trailer after them. ``sha256`` is the digest of
 the object lines (without the separating commas, each followed by a newline), so a truncated
-or edited file is found before anything is written. feincms3-data's dumps
+or edited file is found before anything is written. With a signing key, the trailer also
+carries ``signature``, an HMAC over the header and the digest (see ``signing.py``).
+feincms3-data's dumps
 (``{"version": 1, "specs": [...], "objects": [...]}``) are read too, without the digest.
 """
 
@@ -30,7 +32,8 @@ from typing import IO, Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from dataset_sync.errors import DumpFormatError
+from dataset_sync import signing
+from dataset_sync.errors import DumpFormatError, UntrustedDumpError
 
 FORMAT = "dataset_sync"
 VERSION = 1
@@ -100,10 +103,15 @@ class Header:
 
 
 class DumpWriter:
-    """Writes a header, then objects one line each, then the trailer with count and digest."""
+    """Writes a header, then objects one line each, then the trailer with count and digest.
 
-    def __init__(self, stream: Writable, header: Header) -> None:
+    With ``signing_key``, the trailer is signed.
+    """
+
+    def __init__(self, stream: Writable, header: Header, signing_key: str | None = None) -> None:
         self._stream = stream
+        self._header = header
+        self._signing_key = signing_key
         self._digest = hashlib.sha256()
         self._pending: str | None = None
         self.spec_counts: list[int] = []
@@ -128,8 +136,10 @@ class DumpWriter:
     def close(self) -> None:
         if self._pending is not None:
             self._stream.write(self._pending + "\n")
-        trailer = {"count": self.count, "spec_counts": self.spec_counts}
+        trailer: dict[str, Any] = {"count": self.count, "spec_counts": self.spec_counts}
         trailer["sha256"] = self._digest.hexdigest()
+        if self._signing_key:
+            trailer["signature"] = signing.sign(self._header.as_dict(), trailer, self._signing_key)
         self._stream.write(_TRAILER_OPEN + json.dumps(trailer)[1:] + "\n")
 
 
@@ -146,12 +156,15 @@ class DumpReader:
     """Reads a dump as a stream; :meth:`objects` verifies count and digest at the end.
 
     ``header`` is available once the reader is created. Iterate :meth:`objects` once;
-    it raises DumpFormatError for anything malformed, truncated or edited.
+    it raises DumpFormatError for anything malformed, truncated or edited. With
+    ``signing_key``, it raises UntrustedDumpError at the end for a dump that is not signed
+    with that key.
     """
 
-    def __init__(self, stream: IO[str], name: str) -> None:
+    def __init__(self, stream: IO[str], name: str, signing_key: str | None = None) -> None:
         self.name = name
         self._stream = stream
+        self._signing_key = signing_key
         try:
             first = stream.readline()
         except UnicodeDecodeError:
@@ -231,6 +244,7 @@ class DumpReader:
     def _objects_in_memory(self, data: dict[str, Any]) -> Iterator[DumpedObject]:
         if "format" not in data:
             # feincms3-data dumps carry no trailer and no digest.
+            self._verify_signature({})
             for ordinal, obj in enumerate(data["objects"]):
                 yield DumpedObject(self._checked(obj, None), encode_object(obj), ordinal)
             return
@@ -317,6 +331,25 @@ class DumpReader:
             raise self._error(
                 "the digest of the objects does not match the trailer; the file was changed"
                 " after it was dumped. Dump it again."
+            )
+        self._verify_signature(trailer)
+
+    def _verify_signature(self, trailer: dict[str, Any]) -> None:
+        if not self._signing_key:
+            return
+        if "signature" not in trailer:
+            raise UntrustedDumpError(
+                f"{self.name}: the dump is not signed, and this database loads only signed"
+                " dumps (DATASET_SYNC_SIGNING_KEY is set). Set the same key where the dump is"
+                " made and dump it again."
+            )
+        if not signing.is_valid(
+            self.header.as_dict(), trailer, trailer["signature"], self._signing_key
+        ):
+            raise UntrustedDumpError(
+                f"{self.name}: the dump's signature does not match: it was signed with another"
+                " key, or changed after it was dumped. Use the same DATASET_SYNC_SIGNING_KEY on"
+                " both sides and dump it again."
             )
 
     def _expect_end(self, line_number: int) -> None:

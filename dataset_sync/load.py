@@ -2,9 +2,11 @@
 
 A load runs in three phases:
 
-1. *Read.* Each dump is read once as a stream. Its trailer (count and digest) is checked and
-   its objects are spooled to one temporary file per model, so a truncated or edited file is
-   refused before anything is written, and memory holds only primary keys.
+1. *Read.* Each dump is read once as a stream. Its specs must be what this database's own
+   registry declares for the dump's dataset and arguments (unless the caller trusts the
+   dump), its trailer (count, digest and, with a signing key, signature) is checked, and its
+   objects are spooled to one temporary file per model, so a truncated, edited or foreign
+   file is refused before anything is written, and memory holds only primary keys.
 2. *Write.* Models are written in an order derived from their relations (parents first; the
    spec order does not matter, and cycles are fine because constraints are checked at the
    end). Per batch: the existing rows are read, equal rows are left alone, new rows are
@@ -12,7 +14,8 @@ A load runs in three phases:
 3. *Delete.* For each ``delete_missing`` spec, rows on the target that match its filter but
    are not in the dump are deleted through Django's collector, so CASCADE, SET_NULL and
    PROTECT behave as in ``Model.delete()``. Deletions run after the writes so a row can be
-   re-parented before its old parent goes.
+   re-parented before its old parent goes. A deletion that would cascade to rows no spec
+   selects, or more deletions than ``max_delete`` allows, is refused (see ``guards.py``).
 
 Then foreign keys are checked, sequences are reset, and the transaction commits; any error
 rolls everything back.
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import marshal
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,17 +39,22 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
-from django.db.models.deletion import ProtectedError, RestrictedError
+from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
-from dataset_sync import conf
+from dataset_sync import conf, registry
 from dataset_sync.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_LOCK_TIMEOUT,
+    EXIT_REFUSED,
     DatasetSyncError,
+    DeletionGuardError,
     DeletionProtectedError,
     InvalidSpecError,
     LoadIntegrityError,
     SchemaMismatchError,
 )
 from dataset_sync.format import DumpReader, Header, open_input
+from dataset_sync.guards import DeleteLimit, rows_outside
 from dataset_sync.specs import Spec
 from dataset_sync.write import Table, TableWriter, describe
 
@@ -107,6 +116,71 @@ class LoadReport:
             lines.append(f"{verb} {total:,} rows ({', '.join(self.sources)}){suffix}.")
         return lines
 
+    def as_dict(self, exit_code: int = 0, error: DatasetSyncError | None = None) -> dict[str, Any]:
+        """The report as plain data (``loaddata-spec --json``), with the run's outcome.
+
+        ``status`` is ``changed``, ``unchanged``, or for a failed load ``bad_input``,
+        ``refused`` or ``lock_timeout`` (by ``exit_code``); nothing was written unless it
+        is ``changed`` and ``dry_run`` is false.
+        """
+        if error is None:
+            status = "changed" if self.changed else "unchanged"
+        else:
+            status = _FAILURES.get(exit_code, "bad_input")
+        models = {label: asdict(counts) for label, counts in self.counts.items()}
+        totals = {key: sum(counts[key] for counts in models.values()) for key in _ACTIONS}
+        return {
+            "status": status,
+            "exit_code": exit_code,
+            "error": None
+            if error is None
+            else {"type": type(error).__name__, "message": str(error)},
+            "dry_run": self.dry_run,
+            "sources": self.sources,
+            "datasets": [
+                {"dataset": header.dataset, "args": header.args} for header in self.headers
+            ],
+            "models": models,
+            "totals": totals,
+            "duration": round(self.duration, 3),
+        }
+
+    def summary_line(self, exit_code: int = 0, error: DatasetSyncError | None = None) -> str:
+        """The outcome as one ``key=value`` line for log aggregators, failed loads included."""
+        data = self.as_dict(exit_code, error)
+        fields: dict[str, Any] = {
+            "status": data["status"],
+            "exit_code": exit_code,
+            "dataset": ",".join(
+                f"{d['dataset']}:{d['args']}" if d["args"] else str(d["dataset"])
+                for d in data["datasets"]
+            ),
+            "source": ",".join(self.sources),
+            **data["totals"],
+            "dry_run": str(self.dry_run).lower(),
+            "duration": f"{self.duration:.3f}s",
+        }
+        if error is not None:
+            fields["error"] = type(error).__name__
+        return "dataset_sync.load " + " ".join(
+            f"{key}={_logfmt(value)}" for key, value in fields.items()
+        )
+
+
+_ACTIONS = ("created", "updated", "unchanged", "deleted", "cascaded")
+_FAILURES = {
+    EXIT_BAD_INPUT: "bad_input",
+    EXIT_REFUSED: "refused",
+    EXIT_LOCK_TIMEOUT: "lock_timeout",
+}
+
+
+def _logfmt(value: Any) -> str:
+    text = str(value)
+    if not text or any(char in text for char in ' "=\\'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
 
 DumpSource = str | Path | IO[str]
 
@@ -116,37 +190,83 @@ def load(
     using: str = DEFAULT_DB_ALIAS,
     dry_run: bool = False,
     ignorenonexistent: bool = False,
+    trust_dump_specs: bool = False,
+    allow_cascade: bool = False,
+    max_delete: DeleteLimit | None = None,
     progress: Progress | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
 
     New rows are inserted, changed rows updated, equal rows left alone; for every spec with
     ``delete_missing``, rows matching its filter but absent from the dump are deleted. Any
-    error raises a DatasetSyncError and leaves the database exactly as it was. Under
-    ``dry_run`` the same work is done and then rolled back, so the report (cascades
-    included) is exactly what a real load would do.
+    error raises a DatasetSyncError (carrying the report so far as ``report``) and leaves
+    the database exactly as it was. Under ``dry_run`` the same work is done and then rolled
+    back, so the report (cascades included) is exactly what a real load would do.
+
+    A dump is loaded with the specs this database declares for its dataset and arguments;
+    ``trust_dump_specs`` loads the dump's own specs instead, for dumps that name no dataset
+    or an intentional override. ``allow_cascade`` allows deletions to cascade to rows no
+    spec selects; ``max_delete`` limits how many rows the load may delete.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
     connection = connections[using]
-    with tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
-        plans: list[_Plan] = []
-        try:
-            # Reading every dump before the transaction starts keeps a bad file from taking
-            # locks; the spools of the dumps read before a bad one are closed all the same.
-            for index, dump in enumerate(dumps):
-                plans.append(_read(dump, Path(spool_dir) / str(index)))
-            report.headers = [plan.header for plan in plans]
-            with transaction.atomic(using=using), connection.constraint_checks_disabled():
+    try:
+        with tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
+            plans: list[_Plan] = []
+            try:
+                # Reading every dump before the transaction starts keeps a bad file from
+                # taking locks; the spools of the dumps read before a bad one are closed.
+                for index, dump in enumerate(dumps):
+                    plans.append(_read(dump, Path(spool_dir) / str(index), trust_dump_specs))
+                report.headers = [plan.header for plan in plans]
+                with transaction.atomic(using=using), connection.constraint_checks_disabled():
+                    selected = _check_planned_deletions(plans, using, max_delete)
+                    for plan in plans:
+                        _Apply(
+                            plan, using, ignorenonexistent, allow_cascade, report, progress
+                        ).run()
+                    if max_delete is not None:
+                        deleted = sum(c.deleted + c.cascaded for c in report.counts.values())
+                        max_delete.check(deleted, selected, _sources(plans))
+                    if dry_run:
+                        transaction.set_rollback(True, using=using)
+            finally:
                 for plan in plans:
-                    _Apply(plan, using, ignorenonexistent, report, progress).run()
-                if dry_run:
-                    transaction.set_rollback(True, using=using)
-        finally:
-            for plan in plans:
-                plan.close()
+                    plan.close()
+    except DatasetSyncError as exc:
+        report.duration = time.monotonic() - started
+        exc.report = report
+        raise
     report.duration = time.monotonic() - started
     return report
+
+
+def _sources(plans: Sequence[_Plan]) -> str:
+    return ", ".join(plan.name for plan in plans)
+
+
+def _check_planned_deletions(plans: Sequence[_Plan], using: str, limit: DeleteLimit | None) -> int:
+    """Refuse, before anything is written, dumps that would delete more than ``limit``.
+
+    Returns how many rows the delete_missing specs select on the target, the base of a
+    percentage limit. Cascades are only known once the rows are deleted; the limit is
+    checked again then, with them.
+    """
+    if limit is None:
+        return 0
+    selected_total = stale_total = 0
+    for plan in plans:
+        selected: dict[type[models.Model], set[Any]] = defaultdict(set)
+        for spec in plan.specs:
+            if spec.delete_missing:
+                rows = spec.queryset(using).values_list("pk", flat=True).iterator()
+                selected[spec.get_model()].update(rows)
+        for model, pks in selected.items():
+            selected_total += len(pks)
+            stale_total += len(pks - plan.pks.get(model, set()))
+    limit.check(stale_total, selected_total, _sources(plans))
+    return selected_total
 
 
 def _name(dump: DumpSource) -> str:
@@ -205,17 +325,20 @@ class _Plan:
             spool.close()
 
 
-def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
+def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
     name = _name(dump)
     stream = open_input(str(dump)) if isinstance(dump, (str, Path)) else dump
     try:
-        reader = DumpReader(stream, name)
+        reader = DumpReader(stream, name, conf.signing_key())
         try:
             specs = [Spec.from_dict(spec) for spec in reader.header.specs]
             for spec in specs:
                 spec.refuse_unsupported()
         except InvalidSpecError as exc:
             raise InvalidSpecError(f"{name}: {exc}") from exc
+        if not trust_dump_specs:
+            header = reader.header
+            specs = registry.declared_specs(header.dataset, header.args, specs, name)
         for spec in specs:
             try:
                 spec.get_model()
@@ -310,6 +433,7 @@ class _Apply:
         plan: _Plan,
         using: str,
         ignorenonexistent: bool,
+        allow_cascade: bool,
         report: LoadReport,
         progress: Progress | None,
     ) -> None:
@@ -317,6 +441,9 @@ class _Apply:
         self.using = using
         self.connection = connections[using]
         self.ignorenonexistent = ignorenonexistent
+        self.allow_cascade = allow_cascade
+        self.cascades_outside: Counter[str] = Counter()
+        self.refused_from = ""
         self.report = report
         self.progress = progress
         self.batch_size = conf.batch_size()
@@ -343,6 +470,7 @@ class _Apply:
             if self.progress:
                 self.progress(f"{model._meta.label_lower}: {len(self.plan.pks[model]):,} objects")
         self._delete_missing()
+        self._refuse_cascades_outside()
         self._check_cascades(order)
         for writer in writers:
             writer.check_references()
@@ -396,8 +524,11 @@ class _Apply:
             parent._meta.label_lower: self._stale_among(parent, pks)
             for parent in model._meta.get_parent_list()
         }
+        queryset = model._base_manager.using(self.using).filter(pk__in=pks)
+        # What QuerySet.delete() does, with a look at the collected rows before deleting.
+        collector = Collector(using=self.using, origin=queryset)
         try:
-            _total, per_model = model._base_manager.using(self.using).filter(pk__in=pks).delete()
+            collector.collect(queryset)
         except (ProtectedError, RestrictedError) as exc:
             blocking = sorted({f"{obj._meta.label_lower}(pk={obj.pk!r})" for obj in exc.args[1]})[
                 :5
@@ -407,6 +538,14 @@ class _Apply:
                 f" ({', '.join(f'pk={pk!r}' for pk in pks[:5])}); they are protected by"
                 f" {', '.join(blocking)}. Add those rows to the dataset or delete them first."
             ) from exc
+        if not (self.allow_cascade or spec.allow_cascade):
+            outside = rows_outside(collector, model, self.plan.specs, self.using, self.batch_size)
+            # Deleted all the same, so that the refusal can name every row it would take;
+            # the refusal rolls them back.
+            self.cascades_outside.update(outside)
+            if outside and not self.refused_from:
+                self.refused_from = f"{label}(pk={pks[0]!r})"
+        _total, per_model = collector.delete()
         for deleted_label, count in per_model.items():
             counts = self.report.model(deleted_label.lower())
             if deleted_label.lower() == label:
@@ -428,6 +567,18 @@ class _Apply:
                 selected = spec.queryset(self.using).filter(pk__in=pks)
                 stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
         return len(stale)
+
+    def _refuse_cascades_outside(self) -> None:
+        if self.cascades_outside:
+            reached = ", ".join(
+                f"{count:,} {label}" for label, count in sorted(self.cascades_outside.items())
+            )
+            raise DeletionGuardError(
+                f"{self.plan.name}: deleting the rows missing from the dump (starting with"
+                f" {self.refused_from}) would cascade to rows outside the dataset: {reached}."
+                " Add those models to the dataset, or allow it with --allow-cascade or the"
+                " spec's allow_cascade."
+            )
 
     def _check_cascades(self, order: Sequence[type[models.Model]]) -> None:
         """A cascade from a deleted row must not take a row the dump just wrote."""

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.utils.module_loading import autodiscover_modules, import_string
 
 from dataset_sync import conf
-from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError, UnknownDatasetError
+from dataset_sync.errors import (
+    DatasetArgumentsError,
+    DatasetSyncError,
+    InvalidSpecError,
+    UnknownDatasetError,
+    UntrustedDumpError,
+)
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
 SpecsFunction = Callable[[str], Iterable[SpecLike]]
@@ -88,3 +96,52 @@ def get_dataset(name: str) -> Dataset:
     except KeyError:
         known = ", ".join(sorted(found)) or "none are registered"
         raise UnknownDatasetError(f"Unknown dataset '{name}'; known datasets: {known}.") from None
+
+
+def declared_specs(
+    dataset: str | None, args: str, dumped: Sequence[Spec], where: str
+) -> list[Spec]:
+    """This database's own specs for a dump of ``dataset`` with ``args``.
+
+    A dump is a destructive instruction, so the loader does not take its specs on trust: they
+    must equal what the local declaration returns for the same arguments, and the local specs
+    are the ones used. UntrustedDumpError names the difference, or says that the dump names
+    no dataset, or one that is not declared here.
+    """
+    override = "or load with --trust-dump-specs to use the dump's specs."
+    if dataset is None:
+        raise UntrustedDumpError(
+            f"{where}: the dump names no dataset (it was written from specs, or by"
+            " feincms3-data), so this database cannot check what it may delete. Load it with"
+            " --trust-dump-specs if you trust the dump's specs."
+        )
+    known = datasets()
+    if dataset not in known:
+        names = ", ".join(sorted(known)) or "none are registered"
+        raise UntrustedDumpError(
+            f"{where}: the dump is of dataset '{dataset}', which this database does not declare"
+            f" (known datasets: {names}). Declare it here, {override}"
+        )
+    try:
+        declared = known[dataset].specs(args)
+    except DatasetSyncError as exc:
+        raise type(exc)(f"{where}: {exc}") from exc
+    theirs, ours = [_canonical(spec) for spec in dumped], [_canonical(spec) for spec in declared]
+    if theirs != ours:
+        only_theirs = [spec for spec in theirs if spec not in ours]
+        only_ours = [spec for spec in ours if spec not in theirs]
+        differences = [
+            *([f"in the dump only: {'; '.join(only_theirs)}"] if only_theirs else []),
+            *([f"declared here only: {'; '.join(only_ours)}"] if only_ours else []),
+        ] or ["the same specs in another order"]
+        name = f"{dataset}:{args}" if args else dataset
+        raise UntrustedDumpError(
+            f"{where}: the dump's specs differ from what dataset '{name}' declares here:"
+            f" {', '.join(differences)}. Deploy the same declaration on both sides, {override}"
+        )
+    return declared
+
+
+def _canonical(spec: Spec) -> str:
+    # Through JSON, as in a dump header: a tuple and a list of the same ids compare equal.
+    return json.dumps(spec.as_dict(), cls=DjangoJSONEncoder, sort_keys=True)

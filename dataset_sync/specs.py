@@ -11,10 +11,21 @@ from django.db import models
 
 from dataset_sync.errors import InvalidSpecError
 
-#: The keys of a spec, in the spelling of feincms3-data, whose dict specs are accepted as they are.
+#: The keys of a spec: feincms3-data's, whose dict specs are accepted as they are, and
+#: ``allow_cascade``.
 SPEC_KEYS = frozenset(
-    {"model", "filter", "delete_missing", "ignore_missing_m2m", "save_as_new", "defer_values"}
+    {
+        "model",
+        "filter",
+        "delete_missing",
+        "ignore_missing_m2m",
+        "save_as_new",
+        "defer_values",
+        "allow_cascade",
+    }
 )
+
+_Q_OPTIONS = frozenset({"_connector", "_negated"})
 
 
 @dataclass(frozen=True)
@@ -22,7 +33,9 @@ class Spec:
     """Selects rows of one model (``filter``) and says what loading them does.
 
     ``delete_missing`` makes the loader delete rows on the target that match ``filter`` but are
-    not in the dump. ``model`` is a label (``"app.model"``) or a model class.
+    not in the dump. ``allow_cascade`` lets those deletions cascade to rows that no spec of
+    the dataset selects (otherwise the load is refused). ``model`` is a label
+    (``"app.model"``) or a model class.
     """
 
     model: str
@@ -31,6 +44,7 @@ class Spec:
     ignore_missing_m2m: tuple[str, ...] = ()
     save_as_new: bool = False
     defer_values: tuple[str, ...] = ()
+    allow_cascade: bool = False
 
     def __post_init__(self) -> None:
         model: Any = self.model
@@ -42,6 +56,12 @@ class Spec:
             raise InvalidSpecError(f"Spec model {model!r} must be a label like 'app.model'.")
         if not isinstance(self.filter, Mapping):
             raise InvalidSpecError(f"Spec for {self.model}: 'filter' must be a dict of lookups.")
+        for key in self.filter:
+            # Q() takes these two as options, not lookups; a dump must not be able to pass them.
+            if not isinstance(key, str) or key in _Q_OPTIONS:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: filter key {key!r} is not a field lookup."
+                )
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
 
@@ -64,7 +84,13 @@ class Spec:
         data: dict[str, Any] = {"model": self.model}
         if self.filter:
             data["filter"] = dict(self.filter)
-        for key in ("delete_missing", "ignore_missing_m2m", "save_as_new", "defer_values"):
+        for key in (
+            "delete_missing",
+            "ignore_missing_m2m",
+            "save_as_new",
+            "defer_values",
+            "allow_cascade",
+        ):
             if value := getattr(self, key):
                 data[key] = list(value) if isinstance(value, tuple) else value
         return data

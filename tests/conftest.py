@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import shlex
 import socket
 from decimal import Decimal
 from io import StringIO
@@ -73,6 +75,19 @@ def rows(alias: str) -> dict[str, list[tuple[Any, ...]]]:
         else:
             state[model._meta.label_lower] = list(queryset.order_by("pk").values_list())
     return state
+
+
+def summary(out: str) -> tuple[list[str], dict[str, str]]:
+    """loaddata-spec's output: its report lines, and its last line's fields parsed.
+
+    The duration varies from run to run; it is checked for its form and left out.
+    """
+    *lines, last = out.splitlines()
+    name, _space, rest = last.partition(" ")
+    assert name == "dataset_sync.load", last
+    fields = dict(field.split("=", 1) for field in shlex.split(rest))
+    assert re.fullmatch(r"\d+\.\d{3}s", fields.pop("duration")), last
+    return lines, fields
 
 
 def run(*args: str) -> tuple[str, str]:

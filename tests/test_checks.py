@@ -51,8 +51,8 @@ def test_unknown_key(declare):
     assert errors() == [
         (
             "dataset_sync.E003",
-            "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use defer_values,"
-            " delete_missing, filter, ignore_missing_m2m, model, save_as_new.",
+            "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
+            " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new.",
         )
     ]
 
@@ -91,8 +91,8 @@ def test_datasets_declared_in_settings_are_checked():
         "Dataset 'unknown-model': Spec model 'testapp.nothing' is not an installed model."
     )
     assert unknown_key == (
-        "Dataset 'unknown-key': Spec for testapp.tag has unknown keys delete; use defer_values,"
-        " delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+        "Dataset 'unknown-key': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
+        " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new."
     )
     assert missing_field.startswith(
         "Dataset 'missing-field': the filter of testapp.tag is invalid: Cannot resolve keyword"

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dataset_sync import registry
 from testapp.models import Choice, Question
 
-from .conftest import dataset_state, make_everything, make_source, rows, run
+from .conftest import copy, dataset_state, make_everything, make_source, rows, run, summary
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -24,7 +28,8 @@ def test_dump_and_load_through_the_commands(tmp_path, suffix):
 
     out, err = run("loaddata-spec", str(path), "--database", "target")
 
-    assert out.splitlines() == [
+    lines, fields = summary(out)
+    assert lines == [
         "testapp.category: 1 created, 0 updated, 0 unchanged, 0 deleted",
         "testapp.tag: 2 created, 0 updated, 0 unchanged, 0 deleted",
         "testapp.author: 2 created, 0 updated, 0 unchanged, 0 deleted",
@@ -33,6 +38,18 @@ def test_dump_and_load_through_the_commands(tmp_path, suffix):
         "testapp.review: 4 created, 0 updated, 0 unchanged, 0 deleted",
         f"Changed 25 rows ({path}).",
     ]
+    assert fields == {
+        "status": "changed",
+        "exit_code": "0",
+        "dataset": "authors:1,2",
+        "source": str(path),
+        "created": "25",
+        "updated": "0",
+        "unchanged": "0",
+        "deleted": "0",
+        "cascaded": "0",
+        "dry_run": "false",
+    }
     assert err == ""
 
 
@@ -51,7 +68,7 @@ def test_dump_to_stdout_and_load_from_stdin(monkeypatch):
 
     out, _err = run("loaddata-spec", "-", "--database", "target")
 
-    assert out.splitlines()[-1] == "Changed 14 rows (<stdin>)."
+    assert summary(out)[0][-1] == "Changed 14 rows (<stdin>)."
     assert not sys.stdin.buffer.closed
     assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
 
@@ -64,10 +81,12 @@ def test_several_dumps_in_one_command_load_together(tmp_path):
 
     out, _err = run("loaddata-spec", str(authors), str(tree), "--database", "target")
 
-    assert out.splitlines()[-2:] == [
+    lines, fields = summary(out)
+    assert lines[-2:] == [
         "testapp.node: 3 created, 0 updated, 0 unchanged, 0 deleted",
         f"Changed 17 rows ({authors}, {tree}).",
     ]
+    assert (fields["dataset"], fields["source"]) == ("authors:1,tree", f"{authors},{tree}")
     assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
     assert dataset_state("tree", "target") == dataset_state("tree", "default")
 
@@ -106,7 +125,7 @@ def test_verbosity_two_prints_each_object_on_stderr(tmp_path):
         f"updated testapp.question(pk={question.pk})",
         f"deleted testapp.choice(pk={stale})",
     ]
-    assert out.splitlines()[-1] == f"Changed 2 rows ({path})."
+    assert summary(out)[0][-1] == f"Changed 2 rows ({path})."
 
 
 def test_dry_run_prints_the_counts_a_real_load_prints_and_changes_nothing(tmp_path):
@@ -125,10 +144,12 @@ def test_dry_run_prints_the_counts_a_real_load_prints_and_changes_nothing(tmp_pa
 
     assert rows("target") == before
     real, _err = run("loaddata-spec", str(path), "--database", "target")
-    assert dry.splitlines()[:-1] == real.splitlines()[:-1]
-    assert dry.splitlines()[-1] == f"Would change 4 rows ({path}); dry run, nothing was written."
-    assert real.splitlines()[-1] == f"Changed 4 rows ({path})."
-    assert "testapp.choice: 1 created, 0 updated, 11 unchanged, 1 deleted" in real.splitlines()
+    (dry_lines, dry_fields), (real_lines, real_fields) = summary(dry), summary(real)
+    assert dry_lines[:-1] == real_lines[:-1]
+    assert dry_lines[-1] == f"Would change 4 rows ({path}); dry run, nothing was written."
+    assert real_lines[-1] == f"Changed 4 rows ({path})."
+    assert "testapp.choice: 1 created, 0 updated, 11 unchanged, 1 deleted" in real_lines
+    assert {**dry_fields, "dry_run": "false"} == real_fields
 
 
 def test_dump_to_a_missing_directory_fails_with_one_line(tmp_path):
@@ -140,6 +161,100 @@ def test_dump_to_a_missing_directory_fails_with_one_line(tmp_path):
         f"{path}: cannot write the dump (No such file or directory). Check that the directory"
         " exists and is writable."
     )
+
+
+def test_json_report(tmp_path):
+    make_source()
+    path = copy(tmp_path, "authors:1")
+
+    out, err = run("loaddata-spec", str(path), "--database", "target", "--json", "-v2")
+
+    report = json.loads(out)
+    assert report.pop("duration") >= 0
+    assert report == {
+        "status": "changed",
+        "exit_code": 0,
+        "error": None,
+        "dry_run": False,
+        "sources": [str(path)],
+        "datasets": [{"dataset": "authors", "args": "1"}],
+        "models": {
+            label: {"created": created, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0}
+            for label, created in [
+                ("testapp.category", 1),
+                ("testapp.tag", 2),
+                ("testapp.author", 1),
+                ("testapp.question", 2),
+                ("testapp.choice", 6),
+                ("testapp.review", 2),
+            ]
+        },
+        "totals": {"created": 14, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0},
+    }
+    assert err == ""
+
+
+def test_failed_load_ends_with_a_summary_line_and_its_exit_code(tmp_path):
+    path = tmp_path / "missing.json"
+    out = io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("loaddata-spec", str(path), "--database", "target", stdout=out)
+    assert excinfo.value.returncode == 4
+    lines, fields = summary(out.getvalue())
+    assert lines == []
+    assert fields == {
+        "status": "bad_input",
+        "exit_code": "4",
+        "dataset": "",
+        "source": str(path),
+        "created": "0",
+        "updated": "0",
+        "unchanged": "0",
+        "deleted": "0",
+        "cascaded": "0",
+        "dry_run": "false",
+        "error": "DumpFormatError",
+    }
+
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("loaddata-spec", str(path), "--database", "target", "--json", stdout=out)
+    report = json.loads(out.getvalue())
+    assert (report["status"], report["exit_code"], report["error"]) == (
+        "bad_input",
+        4,
+        {"type": "DumpFormatError", "message": f"{path}: no such file."},
+    )
+
+
+def test_detailed_exitcode_tells_nothing_to_change_apart(tmp_path):
+    make_source()
+    path = copy(tmp_path, "authors:1")
+    run("loaddata-spec", str(path), "--database", "target", "--detailed-exitcode")
+
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as excinfo:
+        call_command(
+            "loaddata-spec", str(path), "--database", "target", "--detailed-exitcode", stdout=out
+        )
+
+    assert excinfo.value.code == 3
+    lines, fields = summary(out.getvalue())
+    assert lines[-1] == f"Nothing to change ({path})."
+    assert (fields["status"], fields["exit_code"]) == ("unchanged", "3")
+
+
+def test_exit_code_of_the_process(tmp_path):
+    """The codes reach the shell: manage.py exits with them."""
+    manage = Path(__file__).resolve().parent.parent / "testapp" / "manage.py"
+    missing = subprocess.run(
+        [sys.executable, str(manage), "loaddata-spec", str(tmp_path / "missing.json")],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 4
+    assert missing.stderr == f"CommandError: {tmp_path / 'missing.json'}: no such file.\n"
+    assert "status=bad_input exit_code=4" in missing.stdout
 
 
 def test_feincms3_data_style_datasets_setting(tmp_path, settings):

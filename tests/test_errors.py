@@ -63,13 +63,17 @@ def write_document(tmp_path, specs, objects, name="bad.json"):
 def fails(request):
     """Loads ``path`` into the target and checks the whole message and the untouched target."""
 
-    def check(path, exception, message, before, *command_options, **options):
+    def check(path, exception, message, before, *command_options, trusted=False, **options):
+        """``trusted`` loads with the dump's own specs (hand-made dumps name no dataset)."""
         if request.param == "api":
             with pytest.raises(exception) as excinfo:
-                load(path, using="target", **options)
+                load(path, using="target", trust_dump_specs=trusted, **options)
         else:
+            if trusted:
+                command_options = (*command_options, "--trust-dump-specs")
             with pytest.raises(CommandError) as excinfo:
                 run("loaddata-spec", str(path), "--database", "target", *command_options)
+            assert excinfo.value.returncode == exception.exit_code
         assert str(excinfo.value) == message
         assert rows("target") == before
 
@@ -226,6 +230,7 @@ def test_unknown_model_in_the_dump_is_refused(tmp_path, target_with_rows, fails)
         f"{path}: testapp.gone(pk=1): unknown model; the target has no such model. Migrate"
         " the target or remove the model from the dataset.",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -237,6 +242,7 @@ def test_unknown_model_in_the_dumps_specs_is_refused(tmp_path, target_with_rows,
         f"{path}: Spec model 'testapp.gone' is not an installed model. Migrate the target or"
         " remove the model from the dataset.",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -252,6 +258,7 @@ def test_field_the_target_lacks_is_refused(tmp_path, target_with_rows, fails):
         f"{path}: testapp.tag(pk=500): the dump has a field 'colour' that the target model"
         " lacks. Migrate the target, or pass --ignorenonexistent to skip such fields.",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -263,9 +270,9 @@ def test_ignorenonexistent_loads_a_dump_with_a_field_the_target_lacks(tmp_path, 
         [{"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}],
     )
     if how == "api":
-        load(path, using="target", ignorenonexistent=True)
+        load(path, using="target", ignorenonexistent=True, trust_dump_specs=True)
     else:
-        run("loaddata-spec", str(path), "--database", "target", "--ignorenonexistent")
+        run("loaddata-spec", str(path), "--database", "target", "-i", "--trust-dump-specs")
     assert list(Tag.objects.using("target").values_list("pk", "name")) == [(500, "new")]
 
 
@@ -287,6 +294,7 @@ def test_invalid_value_is_refused(tmp_path, target_with_rows, fails):
         f"{path}: testapp.choice(pk=900): field 'votes' has an invalid value 'many'"
         " (“many” value must be an integer.).",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -302,6 +310,7 @@ def test_foreign_key_to_a_row_that_exists_nowhere_is_refused(tmp_path, target_wi
         " testapp.author(pk=3), which is neither in the dump nor in the target database."
         " Add testapp.author to the dataset or create the row on the target first.",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -320,6 +329,7 @@ def test_many_to_many_link_to_a_row_that_exists_nowhere_is_refused(
         f" testapp.tag(pk={tag.pk}), which is neither in the dump nor in the target database."
         " Add testapp.tag to the dataset or create the row on the target first.",
         target_with_rows,
+        trusted=True,
     )
 
 
@@ -392,7 +402,7 @@ def test_a_failing_second_dump_rolls_back_the_first(tmp_path, target_with_rows, 
         [{"model": "testapp.tag", "pk": 500, "fields": {"name": "new", "colour": "red"}}],
     )
     with pytest.raises(SchemaMismatchError):
-        load(first, broken, using="target")
+        load(first, broken, using="target", trust_dump_specs=True)
     assert rows("target") == target_with_rows
 
 
@@ -406,7 +416,7 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path):
     assert str(excinfo.value) == message
     with pytest.raises(CommandError) as excinfo:
         run("dumpdata-spec", "nope:1", "-o", str(tmp_path / "d.json"))
-    assert str(excinfo.value) == message
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 4)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -420,5 +430,5 @@ def test_arguments_the_dataset_rejects(tmp_path):
     assert str(excinfo.value) == message
     with pytest.raises(CommandError) as excinfo:
         run("dumpdata-spec", "authors:x", "-o", str(tmp_path / "d.json"))
-    assert str(excinfo.value) == message
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 4)
     assert list(tmp_path.iterdir()) == []

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
+from django.core.management.base import CommandError
 
 from dataset_sync import Spec, dump, load
 from testapp.models import (
@@ -22,7 +23,7 @@ from testapp.models import (
     Tag,
 )
 
-from .conftest import WHEN, copy, dataset_state, make_source, rows, run
+from .conftest import WHEN, copy, dataset_state, make_source, rows, run, summary
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -80,18 +81,32 @@ def test_load_reports_and_performs_cascades_outside_the_dataset(tmp_path, restor
         "testapp.choice: 0 created, 0 updated, 0 unchanged, 0 deleted, 2 deleted by cascade",
         "testapp.question: 0 created, 0 updated, 0 unchanged, 0 deleted, 1 deleted by cascade",
     ]
+    refusal = (
+        f"{path}: deleting the rows missing from the dump (starting with testapp.author(pk=3))"
+        " would cascade to rows outside the dataset: 2 testapp.choice, 1 testapp.question."
+        " Add those models to the dataset, or allow it with --allow-cascade or the spec's"
+        " allow_cascade."
+    )
 
-    out, _err = run("loaddata-spec", str(path), "--database", "target", "--dry-run")
+    for options in ((), ("--dry-run",)):
+        with pytest.raises(CommandError) as excinfo:
+            run("loaddata-spec", str(path), "--database", "target", *options)
+        assert (str(excinfo.value), excinfo.value.returncode) == (refusal, 5)
+        assert rows("target") == before
 
-    assert out.splitlines() == [
+    out, _err = run(
+        "loaddata-spec", str(path), "--database", "target", "--allow-cascade", "--dry-run"
+    )
+
+    assert summary(out)[0] == [
         *expected,
         f"Would change 4 rows ({path}); dry run, nothing was written.",
     ]
     assert rows("target") == before
 
-    out, _err = run("loaddata-spec", str(path), "--database", "target")
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--allow-cascade")
 
-    assert out.splitlines() == [*expected, f"Changed 4 rows ({path})."]
+    assert summary(out)[0] == [*expected, f"Changed 4 rows ({path})."]
     assert not Author.objects.using("target").filter(pk=3).exists()
     assert not Question.objects.using("target").filter(pk=question.pk).exists()
     assert Choice.objects.using("target").filter(question=question.pk).count() == 0
@@ -290,6 +305,6 @@ def test_several_specs_for_one_model_write_each_object_once(tmp_path):
         output=path,
     )
     assert summary.counts == [2, 1, 2, 2, 4]  # the questions of author 1 are in both specs
-    report = load(path, using="target")
+    report = load(path, using="target", trust_dump_specs=True)
     assert report.counts["testapp.question"].created == 4
     assert Question.objects.using("target").count() == 4

@@ -68,8 +68,8 @@ def test_invalid_spec_names_the_dataset(restore_registry):
     with pytest.raises(InvalidSpecError) as excinfo:
         registry.get_dataset("broken").specs("")
     assert str(excinfo.value) == (
-        "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use defer_values,"
-        " delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+        "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
+        " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new."
     )
 
 

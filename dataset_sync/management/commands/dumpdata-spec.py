@@ -38,6 +38,6 @@ class Command(BaseCommand):
                 progress=progress,
             )
         except DatasetSyncError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
         if verbosity >= 1:
             self.stderr.write(f"Dumped {summary.count:,} objects of {dataset}.")

@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+import argparse
+import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from dataset_sync.errors import DatasetSyncError
-from dataset_sync.load import load
+from dataset_sync.errors import EXIT_NOTHING_TO_DO, DatasetSyncError
+from dataset_sync.guards import DeleteLimit
+from dataset_sync.load import LoadReport, load
+
+
+def _delete_limit(text: str) -> DeleteLimit:
+    try:
+        return DeleteLimit.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class Command(BaseCommand):
@@ -33,6 +43,35 @@ class Command(BaseCommand):
             action="store_true",
             help="Skip fields in the dump that the target models do not have.",
         )
+        parser.add_argument(
+            "--trust-dump-specs",
+            action="store_true",
+            help="Load with the dump's own specs, even when this database declares other"
+            " specs for its dataset or the dump names no dataset.",
+        )
+        parser.add_argument(
+            "--allow-cascade",
+            action="store_true",
+            help="Let deletions cascade to rows outside the dataset.",
+        )
+        parser.add_argument(
+            "--max-delete",
+            type=_delete_limit,
+            metavar="N|P%",
+            help="Refuse the load if it would delete more than N rows, or more than P percent"
+            " of the rows the dataset selects here.",
+        )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            dest="as_json",
+            help="Print the report as one JSON document, also when the load fails.",
+        )
+        parser.add_argument(
+            "--detailed-exitcode",
+            action="store_true",
+            help=f"Exit with {EXIT_NOTHING_TO_DO} instead of 0 when there was nothing to change.",
+        )
 
     def handle(
         self,
@@ -41,20 +80,47 @@ class Command(BaseCommand):
         database: str,
         dry_run: bool,
         ignorenonexistent: bool,
+        trust_dump_specs: bool,
+        allow_cascade: bool,
+        max_delete: DeleteLimit | None,
+        as_json: bool,
+        detailed_exitcode: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
-        progress = self.stderr.write if verbosity >= 2 else None
+        progress = self.stderr.write if verbosity >= 2 and not as_json else None
         try:
             report = load(
                 *dumps,
                 using=database,
                 dry_run=dry_run,
                 ignorenonexistent=ignorenonexistent,
+                trust_dump_specs=trust_dump_specs,
+                allow_cascade=allow_cascade,
+                max_delete=max_delete,
                 progress=progress,
             )
         except DatasetSyncError as exc:
-            raise CommandError(str(exc)) from exc
-        if verbosity >= 1:
-            for line in report.lines():
-                self.stdout.write(line)
+            failed = exc.report or LoadReport(sources=dumps, dry_run=dry_run)
+            self._report(failed, exc.exit_code, exc, as_json, verbosity)
+            raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and not report.changed else 0
+        self._report(report, exit_code, None, as_json, verbosity)
+        if exit_code:
+            raise SystemExit(exit_code)
+
+    def _report(
+        self,
+        report: LoadReport,
+        exit_code: int,
+        error: DatasetSyncError | None,
+        as_json: bool,
+        verbosity: int,
+    ) -> None:
+        if as_json:
+            self.stdout.write(json.dumps(report.as_dict(exit_code, error), indent=2))
+        elif verbosity >= 1:
+            if error is None:
+                for line in report.lines():
+                    self.stdout.write(line)
+            self.stdout.write(report.summary_line(exit_code, error))
