@@ -151,8 +151,11 @@ def shift_content_types(using: str = "target") -> None:
     types = ContentType.objects.db_manager(using)
     labels = sorted(types.filter(app_label="testapp").values_list("model", flat=True))
     types.filter(app_label="testapp").delete()
-    # A gap and the reversed order make every id differ from the source's.
-    types.create(app_label="testapp", model="placeholder").delete()
+    # New ids above every id of the source's make every id differ from the source's.
+    ceiling = max(ContentType.objects.values_list("pk", flat=True))
+    while (placeholder := types.create(app_label="testapp", model="placeholder")).pk < ceiling:
+        placeholder.delete()
+    placeholder.delete()
     for model in reversed(labels):
         types.create(app_label="testapp", model=model)
     types.clear_cache()
