@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from dataset_sync import conf
@@ -46,7 +46,9 @@ def dump(
     """Write the rows of ``dataset`` (``"name:args"``) or of ``specs`` to ``output``.
 
     Rows are read in primary key order, one batch at a time, and written as they are read:
-    memory does not grow with the number of rows. A path is written to a temporary file
+    memory does not grow with the number of rows. All specs are read in one read-only
+    transaction, on PostgreSQL and MySQL/MariaDB at REPEATABLE READ, so a dump taken while
+    the application writes is one consistent state. A path is written to a temporary file
     beside it and renamed when the dump is complete, so a failed dump never leaves a file
     that looks whole; ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
     """
@@ -71,9 +73,27 @@ def dump(
         spec.refuse_unsupported()
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
-    with _opened(output) as stream:
+    with _opened(output) as stream, _snapshot(using):
         counts = _write(stream, header, resolved, using, mappers or {}, progress)
     return DumpSummary(resolved, counts)
+
+
+@contextmanager
+def _snapshot(using: str) -> Iterator[None]:
+    """One transaction in which every query sees the same state of the database.
+
+    Each spec is read with its own queries; at READ COMMITTED (the default of Django's
+    PostgreSQL and MySQL backends) a row written between two of them could leave a dump
+    whose foreign keys point at rows it does not hold. SQLite's read transaction is a
+    snapshot already. Inside a caller's transaction, its isolation level stands.
+    """
+    connection = connections[using]
+    fresh = not connection.in_atomic_block
+    with transaction.atomic(using=using):
+        if fresh and connection.vendor in ("postgresql", "mysql"):
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import json
 from io import StringIO
 
 import pytest
+from django.db import connection, connections
 
 from dataset_sync import Spec, dump
 from dataset_sync.errors import DumpWriteError, InvalidSpecError
@@ -143,3 +144,29 @@ def test_delete_missing_with_map_is_refused_until_supported(tmp_path):
         " support yet. Use delete_missing=True."
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="SQLite's read transaction locks writers out instead of letting them through.",
+)
+@pytest.mark.django_db(databases=["default"], transaction=True)
+def test_dump_is_one_snapshot_while_the_application_writes(tmp_path):
+    make_source()
+    other = connections.create_connection("default")
+
+    def write_between_specs(message):
+        # After the first spec (choices), the application renames a tag and commits.
+        if message.startswith("testapp.choice"):
+            with other.cursor() as cursor:
+                cursor.execute("UPDATE testapp_tag SET name = 'renamed' WHERE name = 'python'")
+
+    path = tmp_path / "dump.json"
+    try:
+        dump("authors:1,2", output=path, progress=write_between_specs)
+    finally:
+        other.close()
+
+    tags = [obj for obj in json.loads(path.read_text())["objects"] if obj["model"] == "testapp.tag"]
+    assert sorted(tag["fields"]["name"] for tag in tags) == ["django", "python"]
+    assert Tag.objects.filter(name="renamed").exists()
