@@ -40,6 +40,8 @@ VERSION = 1
 _OBJECTS_OPEN = ', "objects": ['
 _TRAILER_OPEN = "], "
 _COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+#: How each compressed format starts, for stdin, which has no file name to go by.
+_MAGIC = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
 
 
 class Writable(Protocol):
@@ -63,9 +65,18 @@ def open_output(path: str | Path) -> IO[str]:
 
 
 def open_input(path: str) -> IO[str]:
-    """A text stream reading ``path`` (``-`` for stdin), decompressed by extension."""
+    """A text stream reading ``path`` (``-`` for stdin), decompressed by extension.
+
+    Compressed stdin is recognised by its first bytes. Closing the stream returned for
+    stdin would close stdin itself; detach it instead.
+    """
     if path == "-":
-        return io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8")
+        stdin = sys.stdin.buffer
+        head = stdin.peek(6)[:6] if isinstance(stdin, io.BufferedReader) else b""
+        for magic, decompress in _MAGIC.items():
+            if head.startswith(magic):
+                return decompress(stdin, "rt", encoding="utf-8")  # type: ignore[operator,no-any-return]
+        return io.TextIOWrapper(stdin, encoding="utf-8")
     opener = _COMPRESSORS.get(Path(path).suffix)
     try:
         if opener is not None:

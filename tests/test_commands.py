@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import bz2
+import gzip
 import io
 import json
+import lzma
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +60,7 @@ class Stdin:
     """Stands in for sys.stdin: the loader reads the bytes of ``sys.stdin.buffer``."""
 
     def __init__(self, data: bytes) -> None:
-        self.buffer = io.BytesIO(data)
+        self.buffer = io.BufferedReader(io.BytesIO(data))
 
 
 def test_dump_to_stdout_and_load_from_stdin(monkeypatch):
@@ -65,6 +68,19 @@ def test_dump_to_stdout_and_load_from_stdin(monkeypatch):
     out, err = run("dumpdata-spec", "authors:1")
     assert err == "Dumped 14 objects of authors:1.\n"
     monkeypatch.setattr(sys, "stdin", Stdin(out.encode()))
+
+    out, _err = run("loaddata-spec", "-", "--database", "target")
+
+    assert summary(out)[0][-1] == "Changed 14 rows (<stdin>)."
+    assert not sys.stdin.buffer.closed
+    assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
+
+
+@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+def test_compressed_stdin_is_recognised(monkeypatch, compress):
+    make_source()
+    out, _err = run("dumpdata-spec", "authors:1")
+    monkeypatch.setattr(sys, "stdin", Stdin(compress(out.encode())))
 
     out, _err = run("loaddata-spec", "-", "--database", "target")
 
