@@ -47,7 +47,8 @@ from dataset_sync.errors import (
 )
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.specs import Spec
-from dataset_sync.write import Table, TableWriter, describe
+from dataset_sync.table import Table, describe, python_type
+from dataset_sync.write import TableWriter
 
 Progress = Callable[[str], Any]
 
@@ -241,27 +242,32 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
 
 
 def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
-    models_by_label: dict[str, type[models.Model]] = {}
-    for obj in reader.objects():
-        label = obj.data["model"]
-        model = models_by_label.get(label)
-        if model is None:
+    # Per label: the model, its primary key field, and the JSON type that field takes as is.
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]] = {}
+    for data in reader.objects():
+        label = data["model"]
+        known = by_label.get(label)
+        if known is None:
             try:
                 model = apps.get_model(label)
             except (LookupError, ValueError):
                 raise SchemaMismatchError(
-                    f"{plan.name}: {label}(pk={obj.data['pk']!r}): unknown model; the target"
+                    f"{plan.name}: {label}(pk={data['pk']!r}): unknown model; the target"
                     " has no such model. Migrate the target or remove the model from the dataset."
                 ) from None
             # A proxy model's rows live in its concrete model's table.
-            model = models_by_label[label] = model._meta.concrete_model or model
-        try:
-            pk = model._meta.pk.to_python(obj.data["pk"])
-        except ValidationError as exc:
-            raise SchemaMismatchError(
-                f"{plan.name}: {label}(pk={obj.data['pk']!r}): invalid primary key"
-                f" ({'; '.join(exc.messages)})."
-            ) from None
+            model = model._meta.concrete_model or model
+            known = by_label[label] = (model, model._meta.pk, python_type(model._meta.pk))
+        model, pk_field, pk_type = known
+        pk = data["pk"]
+        if type(pk) is not pk_type:
+            try:
+                pk = pk_field.to_python(pk)
+            except ValidationError as exc:
+                raise SchemaMismatchError(
+                    f"{plan.name}: {label}(pk={data['pk']!r}): invalid primary key"
+                    f" ({'; '.join(exc.messages)})."
+                ) from None
         seen = plan.pks[model]
         if pk in seen:
             # Several specs selected this object; it is written once, as the first one did.
@@ -270,7 +276,7 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
         spool = plan.spools.get(model)
         if spool is None:
             spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
-        spool.append(obj.data)
+        spool.append(data)
 
 
 def _write_order(model_set: set[type[models.Model]]) -> list[type[models.Model]]:

@@ -1,153 +1,25 @@
-"""Writing one model's dumped rows in bulk: convert, compare, insert, update, link.
+"""Writing one model's dumped rows in bulk: compare, insert, update, link.
 
-A :class:`Table` knows how a model's serialized fields map onto its own database table (for a
-multi-table inheritance child, only the child's table: the parent's rows come as objects of
-the parent model). A :class:`TableWriter` applies batches of dumped objects to that table:
-it reads the existing rows once per batch and writes only what differs.
+A :class:`TableWriter` applies batches of dumped objects to one table (see
+:mod:`dataset_sync.table` for how they are converted): it reads the existing rows once per
+batch and writes only what differs.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import DatabaseError, connections, models, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 
-from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
+from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.table import Row, Table, describe
 
 Progress = Callable[[str], Any]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
 #: the primary keys it deleted.
 DeleteStale = Callable[[list[Any]], set[Any]]
-
-
-def describe(model: type[models.Model], pk: Any) -> str:
-    """How messages name a row: ``app.model(pk=42)``."""
-    return f"{model._meta.label_lower}(pk={pk!r})"
-
-
-class _MissingNaturalKeyError(Exception):
-    """A natural key in the dump names no row on the target; convert() adds where it was."""
-
-    def __init__(self, related: type[models.Model], key: list[Any]) -> None:
-        super().__init__(related, key)
-        self.related = related
-        self.key = key
-
-
-@dataclass
-class Row:
-    """One dumped object, converted: primary key, column values, many-to-many targets."""
-
-    pk: Any
-    values: dict[str, Any]
-    m2m: dict[str, set[Any]]
-
-
-class Table:
-    """How the serialized form of one model maps onto its table."""
-
-    def __init__(
-        self,
-        model: type[models.Model],
-        connection: BaseDatabaseWrapper,
-        ignorenonexistent: bool,
-        source: str,
-    ) -> None:
-        meta = model._meta
-        self.model = model
-        self.label = meta.label_lower
-        self.connection = connection
-        self.ignorenonexistent = ignorenonexistent
-        self.source = source
-        assert meta.pk is not None
-        self.pk: models.Field[Any, Any] = meta.pk
-        self.fields: dict[str, models.Field[Any, Any]] = {
-            field.name: field for field in meta.local_concrete_fields if field is not meta.pk
-        }
-        # Relation attributes are loosely typed in django-stubs; these stay Any.
-        self.m2m: dict[str, Any] = {
-            field.name: field
-            for field in meta.local_many_to_many
-            if field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
-        }
-        self.columns = [self.pk, *self.fields.values()]
-        self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
-
-    def convert(self, data: dict[str, Any]) -> Row:
-        """Turn a serialized object into Python values, as Django's deserializer would."""
-        pk = self.pk.to_python(data["pk"])
-        values: dict[str, Any] = {}
-        m2m: dict[str, set[Any]] = {}
-        for name, raw in data.get("fields", {}).items():
-            field = self.fields.get(name)
-            try:
-                if field is not None:
-                    values[field.attname] = self._value(field, raw)
-                elif name in self.m2m:
-                    m2m[name] = self._targets(self.m2m[name], raw, pk)
-                elif not self.ignorenonexistent:
-                    raise SchemaMismatchError(
-                        f"{self.source}: {describe(self.model, pk)}: the dump has a field"
-                        f" '{name}' that the target model lacks. Migrate the target, or pass"
-                        " --ignorenonexistent to skip such fields."
-                    )
-            except ValidationError as exc:
-                raise SchemaMismatchError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
-                    f" value {raw!r} ({'; '.join(exc.messages)})."
-                ) from None
-            except _MissingNaturalKeyError as exc:
-                related = exc.related._meta.label_lower
-                raise LoadIntegrityError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' points at the"
-                    f" {related} with natural key {exc.key!r}, which the target does not have."
-                    f" Migrate the target, or create that {related} there first."
-                ) from None
-        return Row(pk, values, m2m)
-
-    def _value(self, field: Any, raw: Any) -> Any:
-        if raw is None:
-            return None
-        if field.remote_field is not None:
-            related = field.related_model
-            assert isinstance(related, type)
-            if isinstance(raw, list):
-                return self._natural_key(related, raw, field.target_field.attname)
-            return field.target_field.to_python(raw)
-        return field.to_python(raw)
-
-    def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
-        if not isinstance(raw, list):
-            raise ValidationError(f"expected a list of related keys, got {raw!r}")
-        related = field.related_model
-        assert isinstance(related, type)
-        target = field.target_field
-        return {
-            self._natural_key(related, value, target.attname)
-            if isinstance(value, list)
-            else target.to_python(value)
-            for value in raw
-        }
-
-    def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
-        cache_key = (related, tuple(json.dumps(part) for part in key))
-        if cache_key not in self._natural_keys:
-            manager = related._default_manager.db_manager(self.connection.alias)
-            try:
-                obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
-            except ObjectDoesNotExist:
-                raise _MissingNaturalKeyError(related, key) from None
-            self._natural_keys[cache_key] = getattr(obj, attname)
-        return self._natural_keys[cache_key]
-
-    def db_value(self, field: models.Field[Any, Any], value: Any) -> Any:
-        return field.get_db_prep_save(value, self.connection)
 
 
 class TableWriter:
@@ -191,7 +63,7 @@ class TableWriter:
                 value = row.values.get(attname)
                 if value is not None:
                     holders.setdefault(value, row.pk)
-        existing = self._existing(rows)
+        existing = table.existing([row.pk for row in rows])
         self.seen_pks.update(row.pk for row in rows)
         try:
             with transaction.atomic(using=self.using):
@@ -219,17 +91,6 @@ class TableWriter:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
-
-    def _existing(self, rows: list[Row]) -> dict[Any, tuple[Any, ...]]:
-        table = self.table
-        attnames = [field.attname for field in table.fields.values()]
-        queryset = table.model._base_manager.using(self.using).filter(
-            pk__in=[row.pk for row in rows]
-        )
-        return {
-            values[0]: values[1:]
-            for values in queryset.values_list(table.pk.attname, *attnames).iterator()
-        }
 
     def _make_room(self, rows: list[Row], existing: dict[Any, tuple[Any, ...]]) -> None:
         """Free the unique values these rows are about to take from other rows.
@@ -320,15 +181,17 @@ class TableWriter:
             f" WHERE {self.quote(_column(table.pk))} = %s"
         )
         with self.connection.cursor() as cursor:
-            cursor.executemany(sql, [[table.db_value(table.pk, pk)] for pk in pks])
+            cursor.executemany(sql, [[table.pk_db(pk)] for pk in pks])
 
     def _differs(self, row: Row, existing: dict[Any, tuple[Any, ...]]) -> bool:
         current = existing[row.pk]
+        attnames = self.table.attnames
+        # A row with every field, in the table's order, compares in one step.
+        if tuple(row.values) == attnames:
+            return tuple(row.values.values()) != current
         return any(
             attname in row.values and row.values[attname] != value
-            for attname, value in zip(
-                (field.attname for field in self.table.fields.values()), current, strict=True
-            )
+            for attname, value in zip(attnames, current, strict=True)
         )
 
     def _insert(self, rows: list[Row]) -> None:
@@ -336,29 +199,31 @@ class TableWriter:
             return
         table = self.table
         columns = table.columns
-        defaults = {
-            field.attname: field.get_default() for field in columns if field is not table.pk
-        }
+        defaults = {column.attname: column.field.get_default() for column in columns[1:]}
         sql = (
-            f"INSERT INTO {self.quote(table.model._meta.db_table)}"
-            f" ({', '.join(self.quote(_column(field)) for field in columns)})"
+            f"INSERT INTO {table.db_table}"
+            f" ({', '.join(self.quote(column.column) for column in columns)})"
             f" VALUES ({', '.join(['%s'] * len(columns))})"
         )
-        params = [
-            [
-                table.db_value(
-                    field,
-                    row.pk
-                    if field is table.pk
-                    else row.values.get(
-                        field.attname,
-                        self.vacated.get(row.pk, defaults).get(field.attname),
-                    ),
-                )
-                for field in columns
-            ]
-            for row in rows
-        ]
+        pk_db = table.pk_column.db
+        # Per column: the types whose values are their own parameters, and the conversion.
+        plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
+        params = []
+        for row in rows:
+            values = row.values
+            if len(values) < len(plan):
+                # Fields the dump does not carry: a vacated row's own, or the defaults.
+                values = {**self.vacated.get(row.pk, defaults), **values}
+            params.append(
+                [
+                    pk_db(row.pk),
+                    *[
+                        value if type(value) in db_types else to_db(value)
+                        for attname, db_types, to_db in plan
+                        for value in (values[attname],)
+                    ],
+                ]
+            )
         with self.connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
@@ -378,8 +243,8 @@ class TableWriter:
                 f" WHERE {self.quote(_column(table.pk))} = %s"
             )
             params = [
-                [table.db_value(field, row.values[field.attname]) for field in fields]
-                + [table.db_value(table.pk, row.pk)]
+                [table.by_name[field.name].db(row.values[field.attname]) for field in fields]
+                + [table.pk_db(row.pk)]
                 for row in group
             ]
             with self.connection.cursor() as cursor:
