@@ -337,7 +337,7 @@ class _Apply:
                 table,
                 self.using,
                 self.progress,
-                dumped=self.plan.pks[model],
+                dumped=self.plan.pks,
                 delete_stale=functools.partial(self._delete_stale, model),
             )
             writers.append(writer)

@@ -175,12 +175,7 @@ class Table:
         self.columns = [self.pk_column, *self.by_name.values()]
         #: The attnames of the non-pk columns, in the order existing rows are read.
         self.attnames = tuple(column.attname for column in self.by_name.values())
-        quote = connection.ops.quote_name
-        self.db_table = quote(meta.db_table)
-        self._select = (
-            f"SELECT {', '.join(quote(column.column) for column in self.columns)}"
-            f" FROM {self.db_table} WHERE {quote(self.pk_column.column)} IN "
-        )
+        self.db_table = connection.ops.quote_name(meta.db_table)
         self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
 
     def pk_from_json(self, raw: Any) -> Any:
@@ -259,33 +254,53 @@ class Table:
         return self.pk_column.db(pk)
 
     def existing(self, pks: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
-        """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order.
+        """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
+        return {
+            values[0]: values[1:]
+            for values in select(self.connection, self.model, self.columns, self.pk_column, pks)
+        }
 
-        Values are what a ``values_list()`` query returns, so they compare with converted
-        rows; the query is written here because building it through the ORM, a thousand
-        primary keys at a time, cost more than running it.
-        """
-        found: dict[Any, tuple[Any, ...]] = {}
-        converters = [
-            (index, column.from_db, column.expression)
-            for index, column in enumerate(self.columns)
-            if column.from_db
-        ]
-        connection = self.connection
-        with connection.cursor() as cursor:
-            for chunk in chunks([self.pk_db(pk) for pk in pks], _max_params(connection)):
-                cursor.execute(self._select + f"({', '.join(['%s'] * len(chunk))})", chunk)
-                for fetched in cursor.fetchall():
-                    if converters:
-                        values = list(fetched)
-                        for index, functions, expression in converters:
-                            value = values[index]
-                            for function in functions:
-                                value = function(value, expression, connection)
-                            values[index] = value
-                        fetched = tuple(values)
-                    found[fetched[0]] = fetched[1:]
-        return found
+
+def select(
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    columns: Sequence[Column],
+    where: Column,
+    values: Sequence[Any],
+) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the rows of ``model`` whose ``where`` column is one of ``values``.
+
+    Values come back as a ``values_list()`` query returns them, so they compare with
+    converted rows. The query is written here because building it through the ORM, a
+    thousand values at a time, cost more than running it.
+    """
+    quote = connection.ops.quote_name
+    select = (
+        f"SELECT {', '.join(quote(column.column) for column in columns)}"
+        f" FROM {quote(model._meta.db_table)} WHERE {quote(where.column)} IN "
+    )
+    converters = [
+        (index, column.from_db, column.expression)
+        for index, column in enumerate(columns)
+        if column.from_db
+    ]
+    found: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for chunk in chunks([where.db(value) for value in values], _max_params(connection)):
+            cursor.execute(select + f"({', '.join(['%s'] * len(chunk))})", chunk)
+            fetched = cursor.fetchall()
+            if converters:
+                for row in fetched:
+                    converted = list(row)
+                    for index, functions, expression in converters:
+                        value = converted[index]
+                        for function in functions:
+                            value = function(value, expression, connection)
+                        converted[index] = value
+                    found.append(tuple(converted))
+            else:
+                found.extend(fetched)
+    return found
 
 
 def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:

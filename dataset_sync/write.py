@@ -7,14 +7,14 @@ batch and writes only what differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Q
 
 from dataset_sync.errors import LoadIntegrityError
-from dataset_sync.table import Row, Table, describe
+from dataset_sync.table import Column, Row, Table, describe, select
 
 Progress = Callable[[str], Any]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
@@ -30,41 +30,58 @@ class TableWriter:
         table: Table,
         using: str,
         progress: Progress | None,
-        dumped: set[Any] | None = None,
+        dumped: Mapping[type[models.Model], set[Any]] | None = None,
         delete_stale: DeleteStale | None = None,
     ) -> None:
         self.table = table
         self.using = using
         self.connection = connections[using]
         self.progress = progress
+        dumped = dumped or {}
         #: Every primary key of this model in the dump, and what deletes stale rows early.
-        self.dumped: set[Any] = dumped or set()
+        self.dumped: set[Any] = dumped.get(table.model, set())
         self.delete_stale = delete_stale
         self.quote = self.connection.ops.quote_name
         # Dumped rows taken out of the table early to free a unique value another dumped row
         # needs (values swapped between rows); each is inserted again in its own batch, with
         # these values for the fields the dump does not carry.
         self.vacated: dict[Any, dict[str, Any]] = {}
+        # The dumped rows written so far, kept only where unique values may have to move.
+        self.unique_sets = _unique_field_sets(table.model)
         self.seen_pks: set[Any] = set()
-        # Every value a foreign key of a dumped row holds, with the first row holding it,
-        # so that a dangling reference is reported by model, primary key and field.
-        self.references: dict[str, dict[Any, Any]] = {
-            field.attname: {}
+        # The values that foreign keys of dumped rows hold, with the first row holding each,
+        # so that a dangling reference is reported by model, primary key and field. Values
+        # naming rows of the dump are left out: those rows are written by this load, and a
+        # cascade that took one fails it. What remains is usually nothing.
+        self.references: dict[str, dict[Any, Any]] = {}
+        self.in_dump: dict[str, set[Any]] = {}
+        relations: list[tuple[str, Any]] = [
+            (field.attname, field)
             for field in table.fields.values()
             if field.remote_field is not None and field.db_constraint  # type: ignore[attr-defined]
-        }
-        self.written_pks: set[Any] = set()
+        ]
+        relations += [(f"m2m:{name}", field) for name, field in table.m2m.items()]
+        for key, field in relations:
+            related = field.related_model._meta
+            self.references[key] = {}
+            self.in_dump[key] = (
+                dumped.get(related.concrete_model, set())
+                if field.target_field == related.pk
+                else set()
+            )
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
         rows = [table.convert(data) for data in batch]
-        for row in rows:
-            for attname, holders in self.references.items():
+        for attname, holders in self.references.items():
+            in_dump = self.in_dump[attname]
+            for row in rows:
                 value = row.values.get(attname)
-                if value is not None:
+                if value is not None and value not in in_dump:
                     holders.setdefault(value, row.pk)
         existing = table.existing([row.pk for row in rows])
-        self.seen_pks.update(row.pk for row in rows)
+        if self.unique_sets:
+            self.seen_pks.update(row.pk for row in rows)
         try:
             with transaction.atomic(using=self.using):
                 self._make_room(rows, existing)
@@ -84,8 +101,6 @@ class TableWriter:
         counts.created += len(inserts)
         counts.updated += len(updated)
         counts.unchanged += len(rows) - len(inserts) - len(updated)
-        self.written_pks.update(row.pk for row in inserts)
-        self.written_pks.update(updated)
         if self.progress:
             for row in inserts:
                 self.progress(f"created {describe(table.model, row.pk)}")
@@ -104,9 +119,7 @@ class TableWriter:
         left alone, and the write fails with a message naming both rows.
         """
         attnames = [field.attname for field in self.table.fields.values()]
-        unique_sets = [
-            [field.attname for field in fields] for fields in _unique_field_sets(self.table.model)
-        ]
+        unique_sets = [[field.attname for field in fields] for fields in self.unique_sets]
         pending = list(rows)
         while pending and unique_sets:
             holders: dict[Any, tuple[Any, ...]] = {}
@@ -261,12 +274,16 @@ class TableWriter:
             source: Any = through._meta.get_field(field.m2m_field_name())
             target: Any = through._meta.get_field(field.m2m_reverse_field_name())
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
-            pairs = (
-                through._base_manager.using(self.using)
-                .filter(**{f"{source.attname}__in": list(current)})
-                .values_list(source.attname, target.attname)
+            source_column = Column(source, self.connection)
+            target_column = Column(target, self.connection)
+            pairs = select(
+                self.connection,
+                through,
+                [source_column, target_column],
+                source_column,
+                list(current),
             )
-            for source_pk, target_pk in pairs.iterator():
+            for source_pk, target_pk in pairs:
                 current[source_pk].add(target_pk)
             add = [
                 (row.pk, target_pk)
@@ -285,12 +302,12 @@ class TableWriter:
                     if add:
                         cursor.executemany(
                             f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (%s, %s)",
-                            add,
+                            [(source_column.db(s), target_column.db(t)) for s, t in add],
                         )
                     if remove:
                         cursor.executemany(
                             f"DELETE FROM {table} WHERE {columns[0]} = %s AND {columns[1]} = %s",
-                            remove,
+                            [(source_column.db(s), target_column.db(t)) for s, t in remove],
                         )
             except DatabaseError as exc:
                 raise LoadIntegrityError(
@@ -298,11 +315,11 @@ class TableWriter:
                 ) from exc
             changed.update(pk for pk, _target in add)
             changed.update(pk for pk, _target in remove)
-            for pk, target_pk in add:
-                self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, pk)
+            holders = self.references[f"m2m:{name}"]
+            in_dump = self.in_dump[f"m2m:{name}"]
             for row in dumped:
-                for target_pk in row.m2m[name]:
-                    self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, row.pk)
+                for target_pk in row.m2m[name] - in_dump:
+                    holders.setdefault(target_pk, row.pk)
         return changed
 
     def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
