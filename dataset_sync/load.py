@@ -117,6 +117,7 @@ def load(
     using: str = DEFAULT_DB_ALIAS,
     dry_run: bool = False,
     ignorenonexistent: bool = False,
+    signals: bool = False,
     progress: Progress | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
@@ -126,6 +127,11 @@ def load(
     error raises a DatasetSyncError and leaves the database exactly as it was. Under
     ``dry_run`` the same work is done and then rolled back, so the report (cascades
     included) is exactly what a real load would do.
+
+    Rows are written in bulk, so by default no model signals are sent, as with
+    ``bulk_create()``. With ``signals=True`` every row created or updated gets
+    ``pre_save`` and ``post_save`` with ``raw=True``, as ``loaddata`` sends them; deleted
+    rows get ``pre_delete`` and ``post_delete`` either way, from Django's collector.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -140,7 +146,7 @@ def load(
             report.headers = [plan.header for plan in plans]
             with transaction.atomic(using=using), connection.constraint_checks_disabled():
                 for plan in plans:
-                    _Apply(plan, using, ignorenonexistent, report, progress).run()
+                    _Apply(plan, using, ignorenonexistent, signals, report, progress).run()
                 if dry_run:
                     transaction.set_rollback(True, using=using)
         finally:
@@ -316,10 +322,12 @@ class _Apply:
         plan: _Plan,
         using: str,
         ignorenonexistent: bool,
+        signals: bool,
         report: LoadReport,
         progress: Progress | None,
     ) -> None:
         self.plan = plan
+        self.signals = signals
         self.using = using
         self.connection = connections[using]
         self.ignorenonexistent = ignorenonexistent
@@ -339,6 +347,7 @@ class _Apply:
                 self.progress,
                 dumped=self.plan.pks,
                 delete_stale=functools.partial(self._delete_stale, model),
+                signals=self.signals,
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)

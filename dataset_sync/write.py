@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
 from django.db.models import Q
+from django.db.models.signals import post_save, pre_save
 
 from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.table import Column, Row, Table, describe, select
@@ -20,6 +21,8 @@ Progress = Callable[[str], Any]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
 #: the primary keys it deleted.
 DeleteStale = Callable[[list[Any]], set[Any]]
+#: A many-to-many link: the primary keys of both ends.
+Pair = tuple[Any, Any]
 
 
 class TableWriter:
@@ -32,8 +35,10 @@ class TableWriter:
         progress: Progress | None,
         dumped: Mapping[type[models.Model], set[Any]] | None = None,
         delete_stale: DeleteStale | None = None,
+        signals: bool = False,
     ) -> None:
         self.table = table
+        self.signals = signals
         self.using = using
         self.connection = connections[using]
         self.progress = progress
@@ -89,15 +94,42 @@ class TableWriter:
                 updates = [
                     row for row in rows if row.pk in existing and self._differs(row, existing)
                 ]
+                links = self._link_changes(rows)
+                # A vacated row inserted again was there before the load: it counts as updated.
+                reinserted = {row.pk for row in inserts if row.pk in self.vacated}
+                created = [row for row in inserts if row.pk not in reinserted]
+                created_pks = {row.pk for row in created}
+                linked = {pk for _name, add, remove in links for pk, _target in (*add, *remove)}
+                updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
+                if self.signals:
+                    written = [row for row in rows if row.pk in created_pks or row.pk in updated]
+                    instances = [(self._instance(row), row.pk in created_pks) for row in written]
+                    for instance, _created in instances:
+                        pre_save.send(
+                            table.model,
+                            instance=instance,
+                            raw=True,
+                            using=self.using,
+                            update_fields=None,
+                        )
                 self._insert(inserts)
                 self._update(updates)
         except DatabaseError as exc:
             raise self._explain(exc, rows) from exc
-        # A vacated row inserted again was there before the load: it counts as updated.
-        reinserted = {row.pk for row in inserts if self.vacated.pop(row.pk, None) is not None}
-        inserts = [row for row in inserts if row.pk not in reinserted]
-        linked = self._link(rows)
-        updated = {row.pk for row in updates} | reinserted | (linked - {row.pk for row in inserts})
+        for pk in reinserted:
+            del self.vacated[pk]
+        self._link(links)
+        if self.signals:
+            for instance, was_created in instances:
+                post_save.send(
+                    table.model,
+                    instance=instance,
+                    created=was_created,
+                    raw=True,
+                    using=self.using,
+                    update_fields=None,
+                )
+        inserts = created
         counts.created += len(inserts)
         counts.updated += len(updated)
         counts.unchanged += len(rows) - len(inserts) - len(updated)
@@ -263,25 +295,17 @@ class TableWriter:
             with self.connection.cursor() as cursor:
                 cursor.executemany(sql, params)
 
-    def _link(self, rows: list[Row]) -> set[Any]:
-        """Set many-to-many links to exactly the dump's; return the pks whose links changed."""
-        changed: set[Any] = set()
+    def _link_changes(self, rows: list[Row]) -> list[tuple[str, list[Pair], list[Pair]]]:
+        """Per many-to-many field: the links to add and to remove to match the dump's."""
+        changes = []
         for name, field in self.table.m2m.items():
             dumped = [row for row in rows if name in row.m2m]
             if not dumped:
                 continue
-            through = field.remote_field.through
-            source: Any = through._meta.get_field(field.m2m_field_name())
-            target: Any = through._meta.get_field(field.m2m_reverse_field_name())
+            source, target = self._link_columns(field)
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
-            source_column = Column(source, self.connection)
-            target_column = Column(target, self.connection)
             pairs = select(
-                self.connection,
-                through,
-                [source_column, target_column],
-                source_column,
-                list(current),
+                self.connection, field.remote_field.through, [source, target], source, list(current)
             )
             for source_pk, target_pk in pairs:
                 current[source_pk].add(target_pk)
@@ -295,32 +319,50 @@ class TableWriter:
                 for row in dumped
                 for target_pk in sorted(current[row.pk] - row.m2m[name], key=repr)
             ]
-            table = self.quote(through._meta.db_table)
+            changes.append((name, add, remove))
+            holders = self.references[f"m2m:{name}"]
+            in_dump = self.in_dump[f"m2m:{name}"]
+            for row in dumped:
+                for target_pk in row.m2m[name] - in_dump:
+                    holders.setdefault(target_pk, row.pk)
+        return changes
+
+    def _link_columns(self, field: Any) -> tuple[Column, Column]:
+        through = field.remote_field.through._meta
+        return (
+            Column(through.get_field(field.m2m_field_name()), self.connection),
+            Column(through.get_field(field.m2m_reverse_field_name()), self.connection),
+        )
+
+    def _link(self, changes: list[tuple[str, list[Pair], list[Pair]]]) -> None:
+        """Add and remove the links :meth:`_link_changes` found."""
+        for name, add, remove in changes:
+            if not add and not remove:
+                continue
+            field = self.table.m2m[name]
+            source, target = self._link_columns(field)
+            table = self.quote(field.remote_field.through._meta.db_table)
             columns = (self.quote(source.column), self.quote(target.column))
             try:
                 with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
                     if add:
                         cursor.executemany(
                             f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (%s, %s)",
-                            [(source_column.db(s), target_column.db(t)) for s, t in add],
+                            [(source.db(pk), target.db(other)) for pk, other in add],
                         )
                     if remove:
                         cursor.executemany(
                             f"DELETE FROM {table} WHERE {columns[0]} = %s AND {columns[1]} = %s",
-                            [(source_column.db(s), target_column.db(t)) for s, t in remove],
+                            [(source.db(pk), target.db(other)) for pk, other in remove],
                         )
             except DatabaseError as exc:
                 raise LoadIntegrityError(
                     f"{self.table.source}: {self.table.label}: setting '{name}' failed: {exc}"
                 ) from exc
-            changed.update(pk for pk, _target in add)
-            changed.update(pk for pk, _target in remove)
-            holders = self.references[f"m2m:{name}"]
-            in_dump = self.in_dump[f"m2m:{name}"]
-            for row in dumped:
-                for target_pk in row.m2m[name] - in_dump:
-                    holders.setdefault(target_pk, row.pk)
-        return changed
+
+    def _instance(self, row: Row) -> models.Model:
+        """The instance that signal receivers get, built from the dumped values."""
+        return self.table.model(pk=row.pk, **row.values)
 
     def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
         """Name the row and field behind a database error, looking for duplicated keys."""

@@ -33,6 +33,11 @@ class Command(BaseCommand):
             action="store_true",
             help="Skip fields in the dump that the target models do not have.",
         )
+        parser.add_argument(
+            "--signals",
+            action="store_true",
+            help="Send pre_save and post_save (raw=True) for every row created or updated.",
+        )
 
     def handle(
         self,
@@ -41,6 +46,7 @@ class Command(BaseCommand):
         database: str,
         dry_run: bool,
         ignorenonexistent: bool,
+        signals: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -51,6 +57,7 @@ class Command(BaseCommand):
                 using=database,
                 dry_run=dry_run,
                 ignorenonexistent=ignorenonexistent,
+                signals=signals,
                 progress=progress,
             )
         except DatasetSyncError as exc:
