@@ -56,7 +56,8 @@ from dataset_sync.errors import (
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.guards import DeleteLimit, rows_outside
 from dataset_sync.specs import Spec
-from dataset_sync.write import Table, TableWriter, describe
+from dataset_sync.table import Table, describe, python_type
+from dataset_sync.write import TableWriter
 
 Progress = Callable[[str], Any]
 
@@ -193,6 +194,7 @@ def load(
     trust_dump_specs: bool = False,
     allow_cascade: bool = False,
     max_delete: DeleteLimit | None = None,
+    signals: bool = False,
     progress: Progress | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
@@ -207,6 +209,11 @@ def load(
     ``trust_dump_specs`` loads the dump's own specs instead, for dumps that name no dataset
     or an intentional override. ``allow_cascade`` allows deletions to cascade to rows no
     spec selects; ``max_delete`` limits how many rows the load may delete.
+
+    Rows are written in bulk, so by default no model signals are sent, as with
+    ``bulk_create()``. With ``signals=True`` every row created or updated gets
+    ``pre_save`` and ``post_save`` with ``raw=True``, as ``loaddata`` sends them; deleted
+    rows get ``pre_delete`` and ``post_delete`` either way, from Django's collector.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -224,7 +231,7 @@ def load(
                     selected = _check_planned_deletions(plans, using, max_delete)
                     for plan in plans:
                         _Apply(
-                            plan, using, ignorenonexistent, allow_cascade, report, progress
+                            plan, using, ignorenonexistent, allow_cascade, signals, report, progress
                         ).run()
                     if max_delete is not None:
                         deleted = sum(c.deleted + c.cascaded for c in report.counts.values())
@@ -364,27 +371,32 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
 
 
 def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
-    models_by_label: dict[str, type[models.Model]] = {}
-    for obj in reader.objects():
-        label = obj.data["model"]
-        model = models_by_label.get(label)
-        if model is None:
+    # Per label: the model, its primary key field, and the JSON type that field takes as is.
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]] = {}
+    for data in reader.objects():
+        label = data["model"]
+        known = by_label.get(label)
+        if known is None:
             try:
                 model = apps.get_model(label)
             except (LookupError, ValueError):
                 raise SchemaMismatchError(
-                    f"{plan.name}: {label}(pk={obj.data['pk']!r}): unknown model; the target"
+                    f"{plan.name}: {label}(pk={data['pk']!r}): unknown model; the target"
                     " has no such model. Migrate the target or remove the model from the dataset."
                 ) from None
             # A proxy model's rows live in its concrete model's table.
-            model = models_by_label[label] = model._meta.concrete_model or model
-        try:
-            pk = model._meta.pk.to_python(obj.data["pk"])
-        except ValidationError as exc:
-            raise SchemaMismatchError(
-                f"{plan.name}: {label}(pk={obj.data['pk']!r}): invalid primary key"
-                f" ({'; '.join(exc.messages)})."
-            ) from None
+            model = model._meta.concrete_model or model
+            known = by_label[label] = (model, model._meta.pk, python_type(model._meta.pk))
+        model, pk_field, pk_type = known
+        pk = data["pk"]
+        if type(pk) is not pk_type:
+            try:
+                pk = pk_field.to_python(pk)
+            except ValidationError as exc:
+                raise SchemaMismatchError(
+                    f"{plan.name}: {label}(pk={data['pk']!r}): invalid primary key"
+                    f" ({'; '.join(exc.messages)})."
+                ) from None
         seen = plan.pks[model]
         if pk in seen:
             # Several specs selected this object; it is written once, as the first one did.
@@ -393,7 +405,7 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
         spool = plan.spools.get(model)
         if spool is None:
             spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
-        spool.append(obj.data)
+        spool.append(data)
 
 
 def _write_order(model_set: set[type[models.Model]]) -> list[type[models.Model]]:
@@ -434,10 +446,12 @@ class _Apply:
         using: str,
         ignorenonexistent: bool,
         allow_cascade: bool,
+        signals: bool,
         report: LoadReport,
         progress: Progress | None,
     ) -> None:
         self.plan = plan
+        self.signals = signals
         self.using = using
         self.connection = connections[using]
         self.ignorenonexistent = ignorenonexistent
@@ -458,8 +472,9 @@ class _Apply:
                 table,
                 self.using,
                 self.progress,
-                dumped=self.plan.pks[model],
+                dumped=self.plan.pks,
                 delete_stale=functools.partial(self._delete_stale, model),
+                signals=self.signals,
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)

@@ -1,153 +1,28 @@
-"""Writing one model's dumped rows in bulk: convert, compare, insert, update, link.
+"""Writing one model's dumped rows in bulk: compare, insert, update, link.
 
-A :class:`Table` knows how a model's serialized fields map onto its own database table (for a
-multi-table inheritance child, only the child's table: the parent's rows come as objects of
-the parent model). A :class:`TableWriter` applies batches of dumped objects to that table:
-it reads the existing rows once per batch and writes only what differs.
+A :class:`TableWriter` applies batches of dumped objects to one table (see
+:mod:`dataset_sync.table` for how they are converted): it reads the existing rows once per
+batch and writes only what differs.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import DatabaseError, connections, models, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
+from django.db.models.signals import post_save, pre_save
 
-from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
+from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.table import Column, Row, Table, describe, select
 
 Progress = Callable[[str], Any]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
 #: the primary keys it deleted.
 DeleteStale = Callable[[list[Any]], set[Any]]
-
-
-def describe(model: type[models.Model], pk: Any) -> str:
-    """How messages name a row: ``app.model(pk=42)``."""
-    return f"{model._meta.label_lower}(pk={pk!r})"
-
-
-class _MissingNaturalKeyError(Exception):
-    """A natural key in the dump names no row on the target; convert() adds where it was."""
-
-    def __init__(self, related: type[models.Model], key: list[Any]) -> None:
-        super().__init__(related, key)
-        self.related = related
-        self.key = key
-
-
-@dataclass
-class Row:
-    """One dumped object, converted: primary key, column values, many-to-many targets."""
-
-    pk: Any
-    values: dict[str, Any]
-    m2m: dict[str, set[Any]]
-
-
-class Table:
-    """How the serialized form of one model maps onto its table."""
-
-    def __init__(
-        self,
-        model: type[models.Model],
-        connection: BaseDatabaseWrapper,
-        ignorenonexistent: bool,
-        source: str,
-    ) -> None:
-        meta = model._meta
-        self.model = model
-        self.label = meta.label_lower
-        self.connection = connection
-        self.ignorenonexistent = ignorenonexistent
-        self.source = source
-        assert meta.pk is not None
-        self.pk: models.Field[Any, Any] = meta.pk
-        self.fields: dict[str, models.Field[Any, Any]] = {
-            field.name: field for field in meta.local_concrete_fields if field is not meta.pk
-        }
-        # Relation attributes are loosely typed in django-stubs; these stay Any.
-        self.m2m: dict[str, Any] = {
-            field.name: field
-            for field in meta.local_many_to_many
-            if field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
-        }
-        self.columns = [self.pk, *self.fields.values()]
-        self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
-
-    def convert(self, data: dict[str, Any]) -> Row:
-        """Turn a serialized object into Python values, as Django's deserializer would."""
-        pk = self.pk.to_python(data["pk"])
-        values: dict[str, Any] = {}
-        m2m: dict[str, set[Any]] = {}
-        for name, raw in data.get("fields", {}).items():
-            field = self.fields.get(name)
-            try:
-                if field is not None:
-                    values[field.attname] = self._value(field, raw)
-                elif name in self.m2m:
-                    m2m[name] = self._targets(self.m2m[name], raw, pk)
-                elif not self.ignorenonexistent:
-                    raise SchemaMismatchError(
-                        f"{self.source}: {describe(self.model, pk)}: the dump has a field"
-                        f" '{name}' that the target model lacks. Migrate the target, or pass"
-                        " --ignorenonexistent to skip such fields."
-                    )
-            except ValidationError as exc:
-                raise SchemaMismatchError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
-                    f" value {raw!r} ({'; '.join(exc.messages)})."
-                ) from None
-            except _MissingNaturalKeyError as exc:
-                related = exc.related._meta.label_lower
-                raise LoadIntegrityError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' points at the"
-                    f" {related} with natural key {exc.key!r}, which the target does not have."
-                    f" Migrate the target, or create that {related} there first."
-                ) from None
-        return Row(pk, values, m2m)
-
-    def _value(self, field: Any, raw: Any) -> Any:
-        if raw is None:
-            return None
-        if field.remote_field is not None:
-            related = field.related_model
-            assert isinstance(related, type)
-            if isinstance(raw, list):
-                return self._natural_key(related, raw, field.target_field.attname)
-            return field.target_field.to_python(raw)
-        return field.to_python(raw)
-
-    def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
-        if not isinstance(raw, list):
-            raise ValidationError(f"expected a list of related keys, got {raw!r}")
-        related = field.related_model
-        assert isinstance(related, type)
-        target = field.target_field
-        return {
-            self._natural_key(related, value, target.attname)
-            if isinstance(value, list)
-            else target.to_python(value)
-            for value in raw
-        }
-
-    def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
-        cache_key = (related, tuple(json.dumps(part) for part in key))
-        if cache_key not in self._natural_keys:
-            manager = related._default_manager.db_manager(self.connection.alias)
-            try:
-                obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
-            except ObjectDoesNotExist:
-                raise _MissingNaturalKeyError(related, key) from None
-            self._natural_keys[cache_key] = getattr(obj, attname)
-        return self._natural_keys[cache_key]
-
-    def db_value(self, field: models.Field[Any, Any], value: Any) -> Any:
-        return field.get_db_prep_save(value, self.connection)
+#: A many-to-many link: the primary keys of both ends.
+Pair = tuple[Any, Any]
 
 
 class TableWriter:
@@ -158,41 +33,60 @@ class TableWriter:
         table: Table,
         using: str,
         progress: Progress | None,
-        dumped: set[Any] | None = None,
+        dumped: Mapping[type[models.Model], set[Any]] | None = None,
         delete_stale: DeleteStale | None = None,
+        signals: bool = False,
     ) -> None:
         self.table = table
+        self.signals = signals
         self.using = using
         self.connection = connections[using]
         self.progress = progress
+        dumped = dumped or {}
         #: Every primary key of this model in the dump, and what deletes stale rows early.
-        self.dumped: set[Any] = dumped or set()
+        self.dumped: set[Any] = dumped.get(table.model, set())
         self.delete_stale = delete_stale
         self.quote = self.connection.ops.quote_name
         # Dumped rows taken out of the table early to free a unique value another dumped row
         # needs (values swapped between rows); each is inserted again in its own batch, with
         # these values for the fields the dump does not carry.
         self.vacated: dict[Any, dict[str, Any]] = {}
+        # The dumped rows written so far, kept only where unique values may have to move.
+        self.unique_sets = _unique_field_sets(table.model)
         self.seen_pks: set[Any] = set()
-        # Every value a foreign key of a dumped row holds, with the first row holding it,
-        # so that a dangling reference is reported by model, primary key and field.
-        self.references: dict[str, dict[Any, Any]] = {
-            field.attname: {}
+        # The values that foreign keys of dumped rows hold, with the first row holding each,
+        # so that a dangling reference is reported by model, primary key and field. Values
+        # naming rows of the dump are left out: those rows are written by this load, and a
+        # cascade that took one fails it. What remains is usually nothing.
+        self.references: dict[str, dict[Any, Any]] = {}
+        self.in_dump: dict[str, set[Any]] = {}
+        relations: list[tuple[str, Any]] = [
+            (field.attname, field)
             for field in table.fields.values()
             if field.remote_field is not None and field.db_constraint  # type: ignore[attr-defined]
-        }
-        self.written_pks: set[Any] = set()
+        ]
+        relations += [(f"m2m:{name}", field) for name, field in table.m2m.items()]
+        for key, field in relations:
+            related = field.related_model._meta
+            self.references[key] = {}
+            self.in_dump[key] = (
+                dumped.get(related.concrete_model, set())
+                if field.target_field == related.pk
+                else set()
+            )
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
         rows = [table.convert(data) for data in batch]
-        for row in rows:
-            for attname, holders in self.references.items():
+        for attname, holders in self.references.items():
+            in_dump = self.in_dump[attname]
+            for row in rows:
                 value = row.values.get(attname)
-                if value is not None:
+                if value is not None and value not in in_dump:
                     holders.setdefault(value, row.pk)
-        existing = self._existing(rows)
-        self.seen_pks.update(row.pk for row in rows)
+        existing = table.existing([row.pk for row in rows])
+        if self.unique_sets:
+            self.seen_pks.update(row.pk for row in rows)
         try:
             with transaction.atomic(using=self.using):
                 self._make_room(rows, existing)
@@ -200,36 +94,50 @@ class TableWriter:
                 updates = [
                     row for row in rows if row.pk in existing and self._differs(row, existing)
                 ]
+                links = self._link_changes(rows)
+                # A vacated row inserted again was there before the load: it counts as updated.
+                reinserted = {row.pk for row in inserts if row.pk in self.vacated}
+                created = [row for row in inserts if row.pk not in reinserted]
+                created_pks = {row.pk for row in created}
+                linked = {pk for _name, add, remove in links for pk, _target in (*add, *remove)}
+                updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
+                if self.signals:
+                    written = [row for row in rows if row.pk in created_pks or row.pk in updated]
+                    instances = [(self._instance(row), row.pk in created_pks) for row in written]
+                    for instance, _created in instances:
+                        pre_save.send(
+                            table.model,
+                            instance=instance,
+                            raw=True,
+                            using=self.using,
+                            update_fields=None,
+                        )
                 self._insert(inserts)
                 self._update(updates)
         except DatabaseError as exc:
             raise self._explain(exc, rows) from exc
-        # A vacated row inserted again was there before the load: it counts as updated.
-        reinserted = {row.pk for row in inserts if self.vacated.pop(row.pk, None) is not None}
-        inserts = [row for row in inserts if row.pk not in reinserted]
-        linked = self._link(rows)
-        updated = {row.pk for row in updates} | reinserted | (linked - {row.pk for row in inserts})
+        for pk in reinserted:
+            del self.vacated[pk]
+        self._link(links)
+        if self.signals:
+            for instance, was_created in instances:
+                post_save.send(
+                    table.model,
+                    instance=instance,
+                    created=was_created,
+                    raw=True,
+                    using=self.using,
+                    update_fields=None,
+                )
+        inserts = created
         counts.created += len(inserts)
         counts.updated += len(updated)
         counts.unchanged += len(rows) - len(inserts) - len(updated)
-        self.written_pks.update(row.pk for row in inserts)
-        self.written_pks.update(updated)
         if self.progress:
             for row in inserts:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
-
-    def _existing(self, rows: list[Row]) -> dict[Any, tuple[Any, ...]]:
-        table = self.table
-        attnames = [field.attname for field in table.fields.values()]
-        queryset = table.model._base_manager.using(self.using).filter(
-            pk__in=[row.pk for row in rows]
-        )
-        return {
-            values[0]: values[1:]
-            for values in queryset.values_list(table.pk.attname, *attnames).iterator()
-        }
 
     def _make_room(self, rows: list[Row], existing: dict[Any, tuple[Any, ...]]) -> None:
         """Free the unique values these rows are about to take from other rows.
@@ -243,9 +151,7 @@ class TableWriter:
         left alone, and the write fails with a message naming both rows.
         """
         attnames = [field.attname for field in self.table.fields.values()]
-        unique_sets = [
-            [field.attname for field in fields] for fields in _unique_field_sets(self.table.model)
-        ]
+        unique_sets = [[field.attname for field in fields] for fields in self.unique_sets]
         pending = list(rows)
         while pending and unique_sets:
             holders: dict[Any, tuple[Any, ...]] = {}
@@ -320,15 +226,17 @@ class TableWriter:
             f" WHERE {self.quote(_column(table.pk))} = %s"
         )
         with self.connection.cursor() as cursor:
-            cursor.executemany(sql, [[table.db_value(table.pk, pk)] for pk in pks])
+            cursor.executemany(sql, [[table.pk_db(pk)] for pk in pks])
 
     def _differs(self, row: Row, existing: dict[Any, tuple[Any, ...]]) -> bool:
         current = existing[row.pk]
+        attnames = self.table.attnames
+        # A row with every field, in the table's order, compares in one step.
+        if tuple(row.values) == attnames:
+            return tuple(row.values.values()) != current
         return any(
             attname in row.values and row.values[attname] != value
-            for attname, value in zip(
-                (field.attname for field in self.table.fields.values()), current, strict=True
-            )
+            for attname, value in zip(attnames, current, strict=True)
         )
 
     def _insert(self, rows: list[Row]) -> None:
@@ -336,29 +244,31 @@ class TableWriter:
             return
         table = self.table
         columns = table.columns
-        defaults = {
-            field.attname: field.get_default() for field in columns if field is not table.pk
-        }
+        defaults = {column.attname: column.field.get_default() for column in columns[1:]}
         sql = (
-            f"INSERT INTO {self.quote(table.model._meta.db_table)}"
-            f" ({', '.join(self.quote(_column(field)) for field in columns)})"
+            f"INSERT INTO {table.db_table}"
+            f" ({', '.join(self.quote(column.column) for column in columns)})"
             f" VALUES ({', '.join(['%s'] * len(columns))})"
         )
-        params = [
-            [
-                table.db_value(
-                    field,
-                    row.pk
-                    if field is table.pk
-                    else row.values.get(
-                        field.attname,
-                        self.vacated.get(row.pk, defaults).get(field.attname),
-                    ),
-                )
-                for field in columns
-            ]
-            for row in rows
-        ]
+        pk_db = table.pk_column.db
+        # Per column: the types whose values are their own parameters, and the conversion.
+        plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
+        params = []
+        for row in rows:
+            values = row.values
+            if len(values) < len(plan):
+                # Fields the dump does not carry: a vacated row's own, or the defaults.
+                values = {**self.vacated.get(row.pk, defaults), **values}
+            params.append(
+                [
+                    pk_db(row.pk),
+                    *[
+                        value if type(value) in db_types else to_db(value)
+                        for attname, db_types, to_db in plan
+                        for value in (values[attname],)
+                    ],
+                ]
+            )
         with self.connection.cursor() as cursor:
             cursor.executemany(sql, params)
 
@@ -378,30 +288,26 @@ class TableWriter:
                 f" WHERE {self.quote(_column(table.pk))} = %s"
             )
             params = [
-                [table.db_value(field, row.values[field.attname]) for field in fields]
-                + [table.db_value(table.pk, row.pk)]
+                [table.by_name[field.name].db(row.values[field.attname]) for field in fields]
+                + [table.pk_db(row.pk)]
                 for row in group
             ]
             with self.connection.cursor() as cursor:
                 cursor.executemany(sql, params)
 
-    def _link(self, rows: list[Row]) -> set[Any]:
-        """Set many-to-many links to exactly the dump's; return the pks whose links changed."""
-        changed: set[Any] = set()
+    def _link_changes(self, rows: list[Row]) -> list[tuple[str, list[Pair], list[Pair]]]:
+        """Per many-to-many field: the links to add and to remove to match the dump's."""
+        changes = []
         for name, field in self.table.m2m.items():
             dumped = [row for row in rows if name in row.m2m]
             if not dumped:
                 continue
-            through = field.remote_field.through
-            source: Any = through._meta.get_field(field.m2m_field_name())
-            target: Any = through._meta.get_field(field.m2m_reverse_field_name())
+            source, target = self._link_columns(field)
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
-            pairs = (
-                through._base_manager.using(self.using)
-                .filter(**{f"{source.attname}__in": list(current)})
-                .values_list(source.attname, target.attname)
+            pairs = select(
+                self.connection, field.remote_field.through, [source, target], source, list(current)
             )
-            for source_pk, target_pk in pairs.iterator():
+            for source_pk, target_pk in pairs:
                 current[source_pk].add(target_pk)
             add = [
                 (row.pk, target_pk)
@@ -413,32 +319,50 @@ class TableWriter:
                 for row in dumped
                 for target_pk in sorted(current[row.pk] - row.m2m[name], key=repr)
             ]
-            table = self.quote(through._meta.db_table)
+            changes.append((name, add, remove))
+            holders = self.references[f"m2m:{name}"]
+            in_dump = self.in_dump[f"m2m:{name}"]
+            for row in dumped:
+                for target_pk in row.m2m[name] - in_dump:
+                    holders.setdefault(target_pk, row.pk)
+        return changes
+
+    def _link_columns(self, field: Any) -> tuple[Column, Column]:
+        through = field.remote_field.through._meta
+        return (
+            Column(through.get_field(field.m2m_field_name()), self.connection),
+            Column(through.get_field(field.m2m_reverse_field_name()), self.connection),
+        )
+
+    def _link(self, changes: list[tuple[str, list[Pair], list[Pair]]]) -> None:
+        """Add and remove the links :meth:`_link_changes` found."""
+        for name, add, remove in changes:
+            if not add and not remove:
+                continue
+            field = self.table.m2m[name]
+            source, target = self._link_columns(field)
+            table = self.quote(field.remote_field.through._meta.db_table)
             columns = (self.quote(source.column), self.quote(target.column))
             try:
                 with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
                     if add:
                         cursor.executemany(
                             f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (%s, %s)",
-                            add,
+                            [(source.db(pk), target.db(other)) for pk, other in add],
                         )
                     if remove:
                         cursor.executemany(
                             f"DELETE FROM {table} WHERE {columns[0]} = %s AND {columns[1]} = %s",
-                            remove,
+                            [(source.db(pk), target.db(other)) for pk, other in remove],
                         )
             except DatabaseError as exc:
                 raise LoadIntegrityError(
                     f"{self.table.source}: {self.table.label}: setting '{name}' failed: {exc}"
                 ) from exc
-            changed.update(pk for pk, _target in add)
-            changed.update(pk for pk, _target in remove)
-            for pk, target_pk in add:
-                self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, pk)
-            for row in dumped:
-                for target_pk in row.m2m[name]:
-                    self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, row.pk)
-        return changed
+
+    def _instance(self, row: Row) -> models.Model:
+        """The instance that signal receivers get, built from the dumped values."""
+        return self.table.model(pk=row.pk, **row.values)
 
     def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
         """Name the row and field behind a database error, looking for duplicated keys."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db.models.signals import post_save
 
 from dataset_sync import registry
 from testapp.models import Choice, Question
@@ -285,3 +286,26 @@ def test_feincms3_data_style_datasets_setting(tmp_path, settings):
 
 def feincms3_datasets():
     return {"f3-tags": {"specs": lambda args: [{"model": "testapp.tag", "delete_missing": True}]}}
+
+
+def test_signals_option_sends_raw_saves(tmp_path):
+    make_source()
+    path = tmp_path / "dump.json"
+    run("dumpdata-spec", "authors:1", "-o", str(path))
+    received = []
+
+    def record(sender, instance, raw, using, **kwargs):
+        if using == "target":
+            received.append((sender._meta.label_lower, instance.pk, raw, kwargs["created"]))
+
+    post_save.connect(record, weak=False, dispatch_uid="test-signals-option")
+    try:
+        run("loaddata-spec", str(path), "--database", "target")
+        assert received == []
+        choice = Choice.objects.filter(question__author=1).order_by("pk").first()
+        Choice.objects.using("target").filter(pk=choice.pk).delete()
+        run("loaddata-spec", str(path), "--database", "target", "--signals")
+    finally:
+        post_save.disconnect(dispatch_uid="test-signals-option")
+
+    assert received == [("testapp.choice", choice.pk, True, True)]

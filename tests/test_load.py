@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
+from django.db.models.signals import post_save, pre_save
 
 from dataset_sync import Spec, dump, load
 from testapp.models import (
@@ -308,3 +310,71 @@ def test_several_specs_for_one_model_write_each_object_once(tmp_path):
     report = load(path, using="target", trust_dump_specs=True)
     assert report.counts["testapp.question"].created == 4
     assert Question.objects.using("target").count() == 4
+
+
+@pytest.fixture
+def saves():
+    """The pre_save and post_save signals sent for the target while a test runs."""
+    received = []
+
+    def record(signal, sender, instance, raw, using, **kwargs):
+        if using != "target":
+            return
+        name = "pre_save" if signal is pre_save else "post_save"
+        # What the row holds in the database when the signal is sent.
+        stored = sender._base_manager.using(using).filter(pk=instance.pk).values_list().first()
+        received.append((name, sender._meta.label_lower, instance.pk, raw, kwargs.get("created")))
+        received_rows.append((instance, stored))
+
+    received_rows = []
+    pre_save.connect(record, weak=False, dispatch_uid="test-saves")
+    post_save.connect(record, weak=False, dispatch_uid="test-saves")
+    yield received, received_rows
+    pre_save.disconnect(dispatch_uid="test-saves")
+    post_save.disconnect(dispatch_uid="test-saves")
+
+
+def test_load_sends_no_save_signals_by_default(tmp_path, saves):
+    received, _rows = saves
+    make_source()
+    load(copy(tmp_path, "authors:1,2"), using="target")
+    assert received == []
+
+
+def test_load_with_signals_sends_raw_saves_for_each_written_row(tmp_path, saves):
+    received, received_rows = saves
+    make_source()
+    path = copy(tmp_path, "authors:1,2", "first.json")
+    objects = [(obj["model"], obj["pk"]) for obj in json.loads(path.read_text())["objects"]]
+
+    load(path, using="target", signals=True)
+
+    assert sorted(received) == sorted(
+        (name, label, pk, True, created)
+        for label, pk in objects
+        for name, created in (("pre_save", None), ("post_save", True))
+    )
+    # pre_save comes before the row is written, post_save after.
+    assert all(
+        (stored is None) == (name == "pre_save")
+        for (name, *_rest), (_instance, stored) in zip(received, received_rows, strict=True)
+    )
+
+    received.clear()
+    received_rows.clear()
+    first, second = Question.objects.order_by("pk")[:2]
+    Question.objects.filter(pk=first.pk).update(text="reworded")
+    second.tags.clear()
+    load(copy(tmp_path, "authors:1,2", "second.json"), using="target", signals=True)
+
+    assert sorted(received) == sorted(
+        (name, "testapp.question", pk, True, created)
+        for pk in (first.pk, second.pk)
+        for name, created in (("pre_save", None), ("post_save", False))
+    )
+    texts = {
+        (name, instance.pk): (instance.text, stored[3])
+        for (name, *_rest), (instance, stored) in zip(received, received_rows, strict=True)
+    }
+    assert texts[("pre_save", first.pk)] == ("reworded", "Q1.0")
+    assert texts[("post_save", first.pk)] == ("reworded", "reworded")

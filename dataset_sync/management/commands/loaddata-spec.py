@@ -72,6 +72,11 @@ class Command(BaseCommand):
             action="store_true",
             help=f"Exit with {EXIT_NOTHING_TO_DO} instead of 0 when there was nothing to change.",
         )
+        parser.add_argument(
+            "--signals",
+            action="store_true",
+            help="Send pre_save and post_save (raw=True) for every row created or updated.",
+        )
 
     def handle(
         self,
@@ -85,6 +90,7 @@ class Command(BaseCommand):
         max_delete: DeleteLimit | None,
         as_json: bool,
         detailed_exitcode: bool,
+        signals: bool,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -98,6 +104,7 @@ class Command(BaseCommand):
                 trust_dump_specs=trust_dump_specs,
                 allow_cascade=allow_cascade,
                 max_delete=max_delete,
+                signals=signals,
                 progress=progress,
             )
         except DatasetSyncError as exc:

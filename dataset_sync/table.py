@@ -1,0 +1,314 @@
+"""How one model's serialized objects map onto its own table, and back.
+
+A :class:`Table` converts each dumped object into a :class:`Row` of Python values, exactly as
+Django's deserializer would (``to_python()`` per field, natural keys looked up), turns Python
+values into database parameters (``get_db_prep_save()``), and reads existing rows back as
+Python values, the way a ``values_list()`` query would (the backend's and the field's
+converters). For a multi-table inheritance child it covers only the child's table: the
+parent's rows come as objects of the parent model.
+
+Those conversions cost more than the database does, so each field's is worked out once. A
+field whose conversions Django leaves a value of one type unchanged (a stock integer, text
+or boolean field, given an ``int``, ``str`` or ``bool``) takes such values as they are; every
+other value goes through the field's own methods.
+"""
+
+from __future__ import annotations
+
+import decimal
+import functools
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.base.operations import BaseDatabaseOperations
+
+from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
+
+Convert = Callable[[Any], Any]
+
+
+def describe(model: type[models.Model], pk: Any) -> str:
+    """How messages name a row: ``app.model(pk=42)``."""
+    return f"{model._meta.label_lower}(pk={pk!r})"
+
+
+@dataclass
+class Row:
+    """One dumped object, converted: primary key, column values, many-to-many targets."""
+
+    pk: Any
+    values: dict[str, Any]
+    m2m: dict[str, set[Any]]
+
+
+class _MissingNaturalKeyError(Exception):
+    """A natural key in the dump names no row on the target; convert() adds where it was."""
+
+    def __init__(self, related: type[models.Model], key: list[Any]) -> None:
+        super().__init__(related, key)
+        self.related = related
+        self.key = key
+
+
+#: Stock fields, the type of value that their to_python(), get_prep_value(),
+#: get_db_prep_value() and get_db_prep_save() all return unchanged, and the connection hook
+#: that must be Django's own for that to hold (PostgreSQL wraps integers for its driver;
+#: MySQL refuses 0 for auto fields). Subclasses that override none of the four share it.
+_PASS_THROUGH: tuple[tuple[type[models.Field[Any, Any]], type, str | None], ...] = (
+    (models.AutoField, int, "validate_autopk_value"),
+    (models.BigAutoField, int, "validate_autopk_value"),
+    (models.SmallAutoField, int, "validate_autopk_value"),
+    (models.IntegerField, int, "adapt_integerfield_value"),
+    (models.CharField, str, None),
+    (models.TextField, str, None),
+    (models.BooleanField, bool, None),
+)
+_CONVERSIONS = ("to_python", "get_prep_value", "get_db_prep_value", "get_db_prep_save")
+
+
+def _stock(field: models.Field[Any, Any], base: type[models.Field[Any, Any]]) -> bool:
+    return isinstance(field, base) and all(
+        getattr(type(field), name) is getattr(base, name) for name in _CONVERSIONS
+    )
+
+
+def python_type(field: models.Field[Any, Any]) -> type | None:
+    """The JSON type that ``field.to_python()`` returns unchanged, if there is one."""
+    if (
+        isinstance(field, models.ForeignKey)
+        and type(field).to_python is models.ForeignKey.to_python
+    ):
+        field = field.target_field
+    for base, type_, _hook in _PASS_THROUGH:
+        if isinstance(field, base) and type(field).to_python is base.to_python:
+            return type_
+    return None
+
+
+def _db_type(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) -> type | None:
+    """The Python type that ``field.get_db_prep_save()`` returns unchanged, if there is one."""
+    target = field
+    if isinstance(field, models.ForeignKey):
+        if not _stock(field, models.ForeignKey):
+            return None
+        target = field.target_field
+    ops = type(connection.ops)
+    for base, type_, hook in _PASS_THROUGH:
+        if _stock(target, base):
+            if hook and getattr(ops, hook, None) is not getattr(BaseDatabaseOperations, hook, None):
+                return None
+            return type_
+    if _stock(target, models.DecimalField) and _keeps_decimals(connection):
+        return decimal.Decimal
+    return None
+
+
+def _keeps_decimals(connection: BaseDatabaseWrapper) -> bool:
+    # Django 5.0 and later hand decimals to the driver as they are; earlier versions format
+    # them as strings.
+    probe = decimal.Decimal("0.10")
+    adapted: object = connection.ops.adapt_decimalfield_value(probe, 3, 2)
+    return adapted is probe
+
+
+class Column:
+    """One concrete field of a table: its conversions from JSON, to and from the database."""
+
+    def __init__(self, field: Any, connection: BaseDatabaseWrapper) -> None:
+        self.field = field
+        self.name: str = field.name
+        self.attname: str = field.attname
+        self.column: str = field.column
+        #: A JSON value of this type is already the Python value (None always is).
+        self.python_type = python_type(field)
+        #: For everything else; a foreign key converts as its target field does.
+        self.to_python: Convert = field.to_python
+        #: Python values of these types are already database parameters.
+        db_type = _db_type(field, connection)
+        self.db_types = frozenset() if db_type is None else frozenset({db_type, type(None)})
+        self.to_db: Convert = functools.partial(field.get_db_prep_save, connection=connection)
+        col = field.get_col(field.model._meta.db_table)
+        # What a values_list() query applies to this column, in the same order.
+        self.from_db = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
+        self.expression = col
+
+    def db(self, value: Any) -> Any:
+        if type(value) in self.db_types:
+            return value
+        return self.to_db(value)
+
+
+class Table:
+    """How the serialized form of one model maps onto its table."""
+
+    def __init__(
+        self,
+        model: type[models.Model],
+        connection: BaseDatabaseWrapper,
+        ignorenonexistent: bool,
+        source: str,
+    ) -> None:
+        meta = model._meta
+        self.model = model
+        self.label = meta.label_lower
+        self.connection = connection
+        self.ignorenonexistent = ignorenonexistent
+        self.source = source
+        assert meta.pk is not None
+        self.pk: models.Field[Any, Any] = meta.pk
+        self.fields: dict[str, models.Field[Any, Any]] = {
+            field.name: field for field in meta.local_concrete_fields if field is not meta.pk
+        }
+        # Relation attributes are loosely typed in django-stubs; these stay Any.
+        self.m2m: dict[str, Any] = {
+            field.name: field
+            for field in meta.local_many_to_many
+            if field.remote_field.through._meta.auto_created  # type: ignore[union-attr]
+        }
+        self.pk_column = Column(self.pk, connection)
+        self.by_name = {name: Column(field, connection) for name, field in self.fields.items()}
+        self.columns = [self.pk_column, *self.by_name.values()]
+        #: The attnames of the non-pk columns, in the order existing rows are read.
+        self.attnames = tuple(column.attname for column in self.by_name.values())
+        self.db_table = connection.ops.quote_name(meta.db_table)
+        self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
+
+    def pk_from_json(self, raw: Any) -> Any:
+        column = self.pk_column
+        return raw if type(raw) is column.python_type else column.to_python(raw)
+
+    def convert(self, data: dict[str, Any]) -> Row:
+        """Turn a serialized object into Python values, as Django's deserializer would."""
+        pk = self.pk_from_json(data["pk"])
+        values: dict[str, Any] = {}
+        m2m: dict[str, set[Any]] = {}
+        by_name = self.by_name
+        for name, raw in data.get("fields", {}).items():
+            column = by_name.get(name)
+            try:
+                if column is not None:
+                    if raw is None or type(raw) is column.python_type:
+                        values[column.attname] = raw
+                    elif column.field.remote_field is not None and isinstance(raw, list):
+                        related = column.field.related_model
+                        values[column.attname] = self._natural_key(
+                            related, raw, column.field.target_field.attname
+                        )
+                    else:
+                        values[column.attname] = column.to_python(raw)
+                elif name in self.m2m:
+                    m2m[name] = self._targets(self.m2m[name], raw, pk)
+                elif not self.ignorenonexistent:
+                    raise SchemaMismatchError(
+                        f"{self.source}: {describe(self.model, pk)}: the dump has a field"
+                        f" '{name}' that the target model lacks. Migrate the target, or pass"
+                        " --ignorenonexistent to skip such fields."
+                    )
+            except ValidationError as exc:
+                raise SchemaMismatchError(
+                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
+                    f" value {raw!r} ({'; '.join(exc.messages)})."
+                ) from None
+            except _MissingNaturalKeyError as exc:
+                related = exc.related._meta.label_lower
+                raise LoadIntegrityError(
+                    f"{self.source}: {describe(self.model, pk)}: field '{name}' points at the"
+                    f" {related} with natural key {exc.key!r}, which the target does not have."
+                    f" Migrate the target, or create that {related} there first."
+                ) from None
+        return Row(pk, values, m2m)
+
+    def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
+        if not isinstance(raw, list):
+            raise ValidationError(f"expected a list of related keys, got {raw!r}")
+        related = field.related_model
+        assert isinstance(related, type)
+        target = field.target_field
+        plain = python_type(target)
+        return {
+            value
+            if type(value) is plain
+            else self._natural_key(related, value, target.attname)
+            if isinstance(value, list)
+            else target.to_python(value)
+            for value in raw
+        }
+
+    def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
+        cache_key = (related, tuple(json.dumps(part) for part in key))
+        if cache_key not in self._natural_keys:
+            manager = related._default_manager.db_manager(self.connection.alias)
+            try:
+                obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
+            except ObjectDoesNotExist:
+                raise _MissingNaturalKeyError(related, key) from None
+            self._natural_keys[cache_key] = getattr(obj, attname)
+        return self._natural_keys[cache_key]
+
+    def pk_db(self, pk: Any) -> Any:
+        return self.pk_column.db(pk)
+
+    def existing(self, pks: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
+        """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
+        return {
+            values[0]: values[1:]
+            for values in select(self.connection, self.model, self.columns, self.pk_column, pks)
+        }
+
+
+def select(
+    connection: BaseDatabaseWrapper,
+    model: type[models.Model],
+    columns: Sequence[Column],
+    where: Column,
+    values: Sequence[Any],
+) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the rows of ``model`` whose ``where`` column is one of ``values``.
+
+    Values come back as a ``values_list()`` query returns them, so they compare with
+    converted rows. The query is written here because building it through the ORM, a
+    thousand values at a time, cost more than running it.
+    """
+    quote = connection.ops.quote_name
+    select = (
+        f"SELECT {', '.join(quote(column.column) for column in columns)}"
+        f" FROM {quote(model._meta.db_table)} WHERE {quote(where.column)} IN "
+    )
+    converters = [
+        (index, column.from_db, column.expression)
+        for index, column in enumerate(columns)
+        if column.from_db
+    ]
+    found: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        for chunk in chunks([where.db(value) for value in values], _max_params(connection)):
+            cursor.execute(select + f"({', '.join(['%s'] * len(chunk))})", chunk)
+            fetched = cursor.fetchall()
+            if converters:
+                for row in fetched:
+                    converted = list(row)
+                    for index, functions, expression in converters:
+                        value = converted[index]
+                        for function in functions:
+                            value = function(value, expression, connection)
+                        converted[index] = value
+                    found.append(tuple(converted))
+            else:
+                found.extend(fetched)
+    return found
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _max_params(connection: BaseDatabaseWrapper) -> int:
+    limit = connection.features.max_query_params
+    return min(limit, 1000) if limit else 1000
