@@ -44,6 +44,44 @@ class Spec:
             raise InvalidSpecError(f"Spec for {self.model}: 'filter' must be a dict of lookups.")
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
+        if isinstance(self.delete_missing, Mapping):
+            # An empty dict is falsy, and deletes nothing, as in feincms3-data.
+            value = self._delete_missing_map() if self.delete_missing else False
+            object.__setattr__(self, "delete_missing", value)
+
+    def _delete_missing_map(self) -> dict[str, Any]:
+        """``{"map": [(lookup, model label), ...]}`` from the dict form of delete_missing."""
+        assert isinstance(self.delete_missing, Mapping)
+        if unknown := sorted(set(self.delete_missing) - {"map"}):
+            raise InvalidSpecError(
+                f"Spec for {self.model}: 'delete_missing' has unknown keys {', '.join(unknown)};"
+                " use True, or a dict with 'map'."
+            )
+        entries = []
+        for entry in self.delete_missing.get("map") or ():
+            try:
+                lookup, model = entry
+            except (TypeError, ValueError):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'delete_missing' map entry {entry!r} must be a"
+                    " pair (lookup, model), like ('parent__in', 'app.parent')."
+                ) from None
+            if isinstance(model, type) and issubclass(model, models.Model):
+                model = model._meta.label_lower
+            if lookup not in self.filter or not isinstance(model, str):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'delete_missing' map entry {entry!r} must name a"
+                    " lookup of the spec's filter and a model label."
+                )
+            entries.append((lookup, model.lower()))
+        return {"map": entries}
+
+    @property
+    def delete_missing_map(self) -> list[tuple[str, str]]:
+        """The (filter lookup, model label) pairs whose values are remapped to new keys."""
+        if isinstance(self.delete_missing, Mapping):
+            return list(self.delete_missing["map"])
+        return []
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spec:
@@ -64,9 +102,13 @@ class Spec:
         data: dict[str, Any] = {"model": self.model}
         if self.filter:
             data["filter"] = dict(self.filter)
-        for key in ("delete_missing", "ignore_missing_m2m", "save_as_new", "defer_values"):
+        for key in ("ignore_missing_m2m", "save_as_new", "defer_values"):
             if value := getattr(self, key):
                 data[key] = list(value) if isinstance(value, tuple) else value
+        if self.delete_missing_map:
+            data["delete_missing"] = {"map": [list(entry) for entry in self.delete_missing_map]}
+        elif self.delete_missing:
+            data["delete_missing"] = True
         return data
 
     def refuse_unsupported(self) -> None:

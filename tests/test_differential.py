@@ -1,0 +1,284 @@
+"""Differential tests: feincms3-data and dataset_sync, same dataset, same states, same rows.
+
+feincms3-data reads and writes the ``default`` database only. Each scenario therefore:
+
+1. builds the source state on ``default`` and dumps it twice, with feincms3-data's
+   ``dump_specs`` and with dataset_sync's ``dump``;
+2. empties both databases (sequences reset, so both hand out the same new keys) and builds
+   the same target state on each;
+3. loads feincms3-data's dump with feincms3-data into ``default``, and a dump with
+   dataset_sync into ``target`` (its own dump, and feincms3-data's through
+   ``loaddata-spec``);
+4. compares every row of every test app table on the two databases.
+
+Where dataset_sync deliberately differs, the scenario says how, and asserts both outcomes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import feincms3_data.data as f3
+import pytest
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
+from django.db import IntegrityError
+from django.db.models import ProtectedError
+
+from dataset_sync import dump, load
+from dataset_sync.errors import DeletionProtectedError
+from testapp.models import (
+    Article,
+    Author,
+    Category,
+    Choice,
+    Event,
+    Item,
+    Node,
+    Question,
+    Review,
+    Tag,
+)
+
+from .conftest import WHEN, make_source, rows, run
+
+pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
+
+State = Callable[[str], Any]
+
+
+def _empty(alias: str) -> None:
+    call_command("flush", database=alias, interactive=False, reset_sequences=True, verbosity=0)
+    ContentType.objects.clear_cache()
+
+
+def differential(tmp_path, specs, source: State, target: State, via: str) -> None:
+    """Run ``specs`` through both tools from ``source`` into ``target``; compare the rows.
+
+    ``via`` picks what dataset_sync loads: its own dump through ``load()``, or
+    feincms3-data's dump through ``loaddata-spec``.
+    """
+    _empty("default")
+    source("default")
+    f3_data = f3.dump_specs(specs)
+    ours = tmp_path / "dataset_sync.json"
+    dump(specs=specs, output=ours)
+    theirs = tmp_path / "feincms3-data.json"
+    theirs.write_text(f3_data)
+    for alias in ("default", "target"):
+        _empty(alias)
+        target(alias)
+    assert rows("default") == rows("target")
+
+    f3.load_dump(json.loads(f3_data))
+    if via == "dataset_sync":
+        run("loaddata-spec", str(ours), "--database", "target")
+    else:
+        run("loaddata-spec", str(theirs), "--database", "target")
+
+    assert rows("target") == rows("default")
+
+
+def nothing(alias: str) -> None:
+    pass
+
+
+def outdated(alias: str) -> None:
+    """make_source() after the source moved on: rows changed, deleted, created, re-linked."""
+    make_source(alias)
+    Question.objects.using(alias).filter(text="Q1.0").update(text="stale")
+    Choice.objects.using(alias).filter(question__text="Q2.1", text="C0").delete()
+    question = Question.objects.using(alias).get(text="Q1.1")
+    Choice.objects.using(alias).create(question=question, text="only on the target")
+    question.tags.set([Tag.objects.using(alias).get(name="django")])
+    extra = Question.objects.using(alias).create(
+        author_id=2, text="only on the target", pub_date=WHEN
+    )
+    Review.objects.using(alias).create(question=extra, author_id=1, rating=1)
+
+
+VIA = pytest.mark.parametrize("via", ["dataset_sync", "feincms3-data dump"])
+
+AUTHORS = [
+    {"model": "testapp.category"},
+    {"model": "testapp.tag"},
+    {"model": "testapp.author", "filter": {"pk__in": [1, 2]}},
+    {"model": "testapp.question", "filter": {"author__in": [1, 2]}, "delete_missing": True},
+    {"model": "testapp.choice", "filter": {"question__author__in": [1, 2]}, "delete_missing": True},
+    {"model": "testapp.review", "filter": {"question__author__in": [1, 2]}, "delete_missing": True},
+]
+
+
+@VIA
+def test_into_an_empty_target(tmp_path, via):
+    differential(tmp_path, AUTHORS, make_source, nothing, via)
+
+
+@VIA
+def test_onto_an_outdated_target_with_deletions_and_an_fk_cycle(tmp_path, via):
+    differential(tmp_path, AUTHORS, make_source, outdated, via)
+
+
+@VIA
+def test_several_specs_for_one_model(tmp_path, via):
+    """Choices selected by two specs, one of them selecting some rows of the other."""
+    specs = [
+        *AUTHORS[:4],
+        {"model": "testapp.choice", "filter": {"question__author": 1}, "delete_missing": True},
+        {"model": "testapp.choice", "filter": {"votes__gte": 1}, "delete_missing": True},
+    ]
+    differential(tmp_path, specs, make_source, outdated, via)
+
+
+def items(alias: str) -> None:
+    Article.objects.using(alias).create(title="article", body="text")
+    Event.objects.using(alias).create(title="event", starts=dt.date(2026, 12, 24))
+    Item.objects.using(alias).create(title="plain item")
+
+
+def other_items(alias: str) -> None:
+    Article.objects.using(alias).create(title="article", body="old text")
+    Item.objects.using(alias).create(title="plain item, renamed")
+    Item.objects.using(alias).create(title="only on the target")
+    Event.objects.using(alias).create(title="event only on the target", starts=dt.date(2026, 1, 1))
+
+
+ITEMS = [
+    {"model": "testapp.item", "delete_missing": True},
+    *f3.specs_for_derived_models(Item, {"delete_missing": True}),
+]
+
+
+@VIA
+def test_multi_table_inheritance(tmp_path, via):
+    differential(tmp_path, ITEMS, items, other_items, via)
+
+
+def tags(alias: str) -> None:
+    for name in ("python", "django", "sql"):
+        Tag.objects.using(alias).create(name=name)
+
+
+def recreated_tags(alias: str) -> None:
+    """python and django under keys the dump does not have: deleted and created again."""
+    for name in ("old 1", "old 2", "old 3", "python", "django", "stale"):
+        Tag.objects.using(alias).create(name=name)
+
+
+@VIA
+def test_recreated_unique_rows_are_replaced(tmp_path, via):
+    specs = [{"model": "testapp.tag", "delete_missing": True}]
+    differential(tmp_path, specs, tags, recreated_tags, via)
+
+
+def swapped_tags(alias: str) -> None:
+    for name in ("sql", "django", "python"):
+        Tag.objects.using(alias).create(name=name)
+
+
+def test_unique_values_swapped_between_dumped_rows(tmp_path):
+    """Difference: feincms3-data fails on the unique constraint; dataset_sync loads them."""
+    specs = [{"model": "testapp.tag", "delete_missing": True}]
+    _empty("default")
+    tags("default")
+    f3_data = json.loads(f3.dump_specs(specs))
+    expected = rows("default")
+    path = tmp_path / "dump.json"
+    dump(specs=specs, output=path)
+    for alias in ("default", "target"):
+        _empty(alias)
+        swapped_tags(alias)
+    before = rows("default")
+
+    with pytest.raises(IntegrityError):
+        f3.load_dump(f3_data)
+    load(path, using="target")
+
+    assert rows("default") == before
+    assert rows("target") == expected
+
+
+def reviews(alias: str) -> None:
+    make_source(alias)
+
+
+def recreated_reviews(alias: str) -> None:
+    """Every review deleted and created again: same (question, author), new primary keys."""
+    make_source(alias)
+    for review in Review.objects.using(alias).order_by("-pk"):
+        review.delete()
+        review.pk = None
+        review.rating = 1
+        review.save(using=alias)
+
+
+@VIA
+def test_through_model_with_unique_together(tmp_path, via):
+    specs = [*AUTHORS[:4], AUTHORS[5]]
+    differential(tmp_path, specs, reviews, recreated_reviews, via)
+
+
+def tree(alias: str) -> None:
+    root = Node.objects.using(alias).create(name="root")
+    child = Node.objects.using(alias).create(name="child", parent=root)
+    Node.objects.using(alias).create(name="grandchild", parent=child)
+    # A row whose parent has the higher primary key.
+    late = Node.objects.using(alias).create(name="late")
+    Node.objects.using(alias).filter(pk=root.pk).update(parent=late)
+
+
+def other_tree(alias: str) -> None:
+    root = Node.objects.using(alias).create(name="root, renamed")
+    for name in ("stale", "stale too"):
+        root = Node.objects.using(alias).create(name=name, parent=root)
+
+
+@VIA
+def test_nullable_self_reference(tmp_path, via):
+    differential(
+        tmp_path, [{"model": "testapp.node", "delete_missing": True}], tree, other_tree, via
+    )
+
+
+def protected(alias: str) -> None:
+    Category.objects.using(alias).create(name="news")
+
+
+def protecting(alias: str) -> None:
+    news, stage = (Category.objects.using(alias).create(name=name) for name in ("news", "stage"))
+    author = Author.objects.using(alias).create(name="s", email="s@example.com")
+    Question.objects.using(alias).create(author=author, category=stage, text="q", pub_date=WHEN)
+    assert news.pk == 1
+
+
+def test_protected_rows_stop_the_load_in_both(tmp_path):
+    """Both refuse to delete a protected row and leave the database as it was.
+
+    Difference: feincms3-data raises Django's ProtectedError; dataset_sync raises
+    DeletionProtectedError, whose message names the rows on both ends.
+    """
+    specs = [{"model": "testapp.category", "delete_missing": True}]
+    _empty("default")
+    protected("default")
+    f3_data = json.loads(f3.dump_specs(specs))
+    path = tmp_path / "dump.json"
+    dump(specs=specs, output=path)
+    for alias in ("default", "target"):
+        _empty(alias)
+        protecting(alias)
+    before = rows("target")
+
+    with pytest.raises(ProtectedError):
+        f3.load_dump(f3_data)
+    with pytest.raises(DeletionProtectedError) as excinfo:
+        load(path, using="target")
+
+    assert str(excinfo.value) == (
+        f"{path}: testapp.category: cannot delete rows missing from the dump (pk=2); they are"
+        " protected by testapp.question(pk=1). Add those rows to the dataset or delete them"
+        " first."
+    )
+    assert rows("default") == rows("target") == before
