@@ -67,7 +67,7 @@ def dump(
     else:
         raise TypeError("dump() needs a dataset or specs.")
     for spec in resolved:
-        spec.get_model()
+        spec.check_flags()
         spec.refuse_unsupported()
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()

@@ -37,7 +37,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models.deletion import ProtectedError, RestrictedError
 
-from dataset_sync import conf
+from dataset_sync import conf, flags, inheritance
 from dataset_sync.errors import (
     DatasetSyncError,
     DeletionProtectedError,
@@ -47,7 +47,7 @@ from dataset_sync.errors import (
 )
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.specs import Spec
-from dataset_sync.write import Table, TableWriter, describe
+from dataset_sync.write import Row, Table, TableWriter, describe
 
 Progress = Callable[[str], Any]
 
@@ -199,6 +199,9 @@ class _Plan:
     specs: list[Spec]
     spools: dict[type[models.Model], _Spool]
     pks: dict[type[models.Model], set[Any]]
+    #: Position in the dump of each object of a model whose specs' load flags differ.
+    ordinals: dict[type[models.Model], dict[Any, int]] = field(default_factory=dict)
+    spec_counts: list[int] | None = None
 
     def close(self) -> None:
         for spool in self.spools.values():
@@ -223,13 +226,19 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
                 raise SchemaMismatchError(
                     f"{name}: {exc} Migrate the target or remove the model from the dataset."
                 ) from exc
+            try:
+                spec.check_flags()
+            except InvalidSpecError as exc:
+                raise InvalidSpecError(f"{name}: {exc}") from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
+        plan.ordinals = {model: {} for model in flags.varying_models(specs)}
         try:
             _spool(reader, plan, spool_dir)
         except BaseException:
             plan.close()
             raise
+        plan.spec_counts = reader.spec_counts
         return plan
     finally:
         if stream is not dump:
@@ -267,6 +276,8 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
             # Several specs selected this object; it is written once, as the first one did.
             continue
         seen.add(pk)
+        if (ordinals := plan.ordinals.get(model)) is not None:
+            ordinals[pk] = obj.ordinal
         spool = plan.spools.get(model)
         if spool is None:
             spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
@@ -321,8 +332,12 @@ class _Apply:
         self.progress = progress
         self.batch_size = conf.batch_size()
         self.created_models: set[type[models.Model]] = set()
+        self.governing = flags.Governing(plan.specs, plan.spec_counts, plan.ordinals)
+        self.deferred = flags.DeferredValues()
+        self.unchecked_links: set[tuple[str, Any]] = set()
 
     def run(self) -> None:
+        inheritance.check_siblings(self.plan.pks, set(), self.using, self.plan.name)
         order = _write_order(set(self.plan.spools))
         writers = []
         for model in order:
@@ -333,6 +348,8 @@ class _Apply:
                 self.progress,
                 dumped=self.plan.pks[model],
                 delete_stale=functools.partial(self._delete_stale, model),
+                prepare=functools.partial(self._prepare, model),
+                unchecked_links=self.unchecked_links,
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
@@ -343,12 +360,20 @@ class _Apply:
             if self.progress:
                 self.progress(f"{model._meta.label_lower}: {len(self.plan.pks[model]):,} objects")
         self._delete_missing()
+        self.deferred.restore(self.using, self.plan.name)
         self._check_cascades(order)
         for writer in writers:
             writer.check_references()
         self._check_constraints()
         if self.created_models and not self.report.dry_run:
             self._reset_sequences()
+
+    def _prepare(self, model: type[models.Model], rows: list[Row]) -> None:
+        """Apply the load flags of the specs governing ``rows``."""
+        self.unchecked_links.update(
+            flags.drop_missing_links(rows, model, self.governing, self.plan.pks, self.using)
+        )
+        self.deferred.defer(rows, model, self.governing, self.using)
 
     def _delete_missing(self) -> None:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]

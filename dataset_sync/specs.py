@@ -117,17 +117,35 @@ class Spec:
         Loading such a spec as if the flag were absent would silently do something else
         (overwrite rows instead of copying them, for ``save_as_new``), so it is an error.
         """
-        for key in ("ignore_missing_m2m", "save_as_new", "defer_values"):
-            if getattr(self, key):
-                raise InvalidSpecError(
-                    f"Spec for {self.model} uses '{key}', which dataset_sync does not support"
-                    " yet. Remove the flag from the dataset."
-                )
-        if isinstance(self.delete_missing, Mapping) and self.delete_missing.get("map"):
+        if self.save_as_new:
+            raise InvalidSpecError(
+                f"Spec for {self.model} uses 'save_as_new', which dataset_sync does not support"
+                " yet. Remove the flag from the dataset."
+            )
+        if self.delete_missing_map:
             raise InvalidSpecError(
                 f"Spec for {self.model} uses 'delete_missing' with 'map', which dataset_sync"
                 " does not support yet. Use delete_missing=True."
             )
+
+    def check_flags(self) -> None:
+        """Refuse flags naming fields the model does not have, or that cannot take the flag."""
+        model = self.get_model()
+        m2m = {field.name for field in model._meta.many_to_many}
+        for name in self.ignore_missing_m2m:
+            if name not in m2m:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'ignore_missing_m2m' names '{name}', which is not"
+                    f" a many-to-many field of {self.model}."
+                )
+        local = {field.name: field for field in model._meta.local_concrete_fields}
+        for name in self.defer_values:
+            if not isinstance(local.get(name), (models.CharField, models.TextField)):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'defer_values' names '{name}', which is not a text"
+                    f" field of {self.model}'s own table; only text fields can hold the"
+                    " throwaway values."
+                )
 
     def get_model(self) -> type[models.Model]:
         """The model class; InvalidSpecError when the label names no installed model."""

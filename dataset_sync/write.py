@@ -9,7 +9,7 @@ it reads the existing rows once per batch and writes only what differs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ Progress = Callable[[str], Any]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway; returns
 #: the primary keys it deleted.
 DeleteStale = Callable[[list[Any]], set[Any]]
+#: Adjusts converted rows before they are compared and written (the specs' load flags).
+Prepare = Callable[[list["Row"]], None]
 
 
 def describe(model: type[models.Model], pk: Any) -> str:
@@ -160,6 +162,8 @@ class TableWriter:
         progress: Progress | None,
         dumped: set[Any] | None = None,
         delete_stale: DeleteStale | None = None,
+        prepare: Prepare | None = None,
+        unchecked_links: Container[tuple[str, Any]] = frozenset(),
     ) -> None:
         self.table = table
         self.using = using
@@ -168,6 +172,11 @@ class TableWriter:
         #: Every primary key of this model in the dump, and what deletes stale rows early.
         self.dumped: set[Any] = dumped or set()
         self.delete_stale = delete_stale
+        self.prepare = prepare
+        # (field name, pk) of links that prepare() filtered to rows that exist
+        # (ignore_missing_m2m); a row deleted later takes such links along, so they are not
+        # checked at the end.
+        self.unchecked_links = unchecked_links
         self.quote = self.connection.ops.quote_name
         # Dumped rows taken out of the table early to free a unique value another dumped row
         # needs (values swapped between rows); each is inserted again in its own batch, with
@@ -186,6 +195,8 @@ class TableWriter:
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
         rows = [table.convert(data) for data in batch]
+        if self.prepare is not None:
+            self.prepare(rows)
         for row in rows:
             for attname, holders in self.references.items():
                 value = row.values.get(attname)
@@ -434,8 +445,11 @@ class TableWriter:
             changed.update(pk for pk, _target in add)
             changed.update(pk for pk, _target in remove)
             for pk, target_pk in add:
-                self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, pk)
+                if (name, pk) not in self.unchecked_links:
+                    self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, pk)
             for row in dumped:
+                if (name, row.pk) in self.unchecked_links:
+                    continue
                 for target_pk in row.m2m[name]:
                     self.references.setdefault(f"m2m:{name}", {}).setdefault(target_pk, row.pk)
         return changed

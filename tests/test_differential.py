@@ -29,7 +29,7 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError
 
 from dataset_sync import dump, load
-from dataset_sync.errors import DeletionProtectedError
+from dataset_sync.errors import DeletionProtectedError, InconsistentModelError
 from testapp.models import (
     Article,
     Author,
@@ -280,5 +280,73 @@ def test_protected_rows_stop_the_load_in_both(tmp_path):
         f"{path}: testapp.category: cannot delete rows missing from the dump (pk=2); they are"
         " protected by testapp.question(pk=1). Add those rows to the dataset or delete them"
         " first."
+    )
+    assert rows("default") == rows("target") == before
+
+
+def tagged(alias: str) -> None:
+    tags = [Tag.objects.using(alias).create(name=name) for name in ("t1", "t2", "t3")]
+    author = Author.objects.using(alias).create(name="a", email="a@example.com")
+    question = Question.objects.using(alias).create(author=author, text="q", pub_date=WHEN)
+    question.tags.set(tags)
+
+
+def tagged_elsewhere(alias: str) -> None:
+    """t3 has become x3, which the dump's tag spec deletes; the question links t1 only."""
+    tags = [Tag.objects.using(alias).create(name=name) for name in ("t1", "t2", "x3", "t4")]
+    author = Author.objects.using(alias).create(name="a", email="a@example.com")
+    question = Question.objects.using(alias).create(author=author, text="q", pub_date=WHEN)
+    question.tags.set(tags[:1])
+
+
+@VIA
+def test_ignore_missing_m2m(tmp_path, via):
+    specs = [
+        {"model": "testapp.tag", "filter": {"name__startswith": "x"}, "delete_missing": True},
+        {"model": "testapp.author"},
+        {"model": "testapp.question", "ignore_missing_m2m": ["tags"]},
+    ]
+    differential(tmp_path, specs, tagged, tagged_elsewhere, via)
+
+
+@VIA
+def test_defer_values_with_unique_values_swapped(tmp_path, via):
+    specs = [{"model": "testapp.tag", "delete_missing": True, "defer_values": ["name"]}]
+    differential(tmp_path, specs, tags, swapped_tags, via)
+
+
+def article(alias: str) -> None:
+    Article.objects.using(alias).create(title="article", body="text")
+
+
+def event(alias: str) -> None:
+    Event.objects.using(alias).create(title="event", starts=dt.date(2026, 1, 1))
+
+
+def test_an_object_that_is_another_child_on_the_target_is_refused_by_both(tmp_path):
+    """Both raise InconsistentModelError and leave the database as it was.
+
+    Difference: dataset_sync's message names the row, the other child and the parent.
+    """
+    specs = [{"model": "testapp.item"}, {"model": "testapp.article"}]
+    _empty("default")
+    article("default")
+    f3_data = json.loads(f3.dump_specs(specs))
+    path = tmp_path / "dump.json"
+    dump(specs=specs, output=path)
+    for alias in ("default", "target"):
+        _empty(alias)
+        event(alias)
+    before = rows("target")
+
+    with pytest.raises(f3.InconsistentModelError):
+        f3.load_dump(f3_data)
+    with pytest.raises(InconsistentModelError) as excinfo:
+        load(path, using="target")
+
+    assert str(excinfo.value) == (
+        f"{path}: testapp.article(pk=1) exists on the target as testapp.event(pk=1), another"
+        " child of the same testapp.item row; loading it would make one object both. Delete"
+        " that testapp.event on the target first."
     )
     assert rows("default") == rows("target") == before
