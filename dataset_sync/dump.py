@@ -68,7 +68,6 @@ def dump(
         raise TypeError("dump() needs a dataset or specs.")
     for spec in resolved:
         spec.check_flags()
-        spec.refuse_unsupported()
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream:

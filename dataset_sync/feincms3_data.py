@@ -120,7 +120,7 @@ def _dump_objects(
     )
     writer = DumpWriter(stream, header)
     for spec in specs:
-        spec.refuse_unsupported()
+        spec.check_flags()
         writer.start_spec()
         claimed = by_model.pop(spec.model, [])
         for data in serializers.serialize("python", claimed, use_natural_foreign_keys=True):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import DatabaseError, models, transaction
@@ -117,7 +117,15 @@ class DeferredValues:
         #: (model, pk) -> {attname: real value}
         self.pending: dict[tuple[Model, Any], dict[str, Any]] = {}
 
-    def defer(self, rows: list[Row], model: Model, governing: Governing, using: str) -> None:
+    def defer(
+        self,
+        rows: list[Row],
+        model: Model,
+        governing: Governing,
+        using: str,
+        is_new: Callable[[Model, Any], bool],
+    ) -> None:
+        """Swap deferred values for throwaway ones; keyed by the dumped primary key."""
         deferred = {row.pk: governing.spec_for(model, row.pk).defer_values for row in rows}
         names = sorted({name for names in deferred.values() for name in names})
         if not names:
@@ -134,14 +142,19 @@ class DeferredValues:
                 attname = model._meta.get_field(name).attname  # type: ignore[union-attr]
                 if attname not in row.values:
                     continue
-                if current.get(row.pk, {}).get(attname, object()) == row.values[attname]:
+                # A row saved as new has no current values: the row under its dumped key
+                # is another one.
+                if not is_new(model, row.pk) and (
+                    current.get(row.pk, {}).get(attname, object()) == row.values[attname]
+                ):
                     continue
                 self.pending.setdefault((model, row.pk), {})[attname] = row.values[attname]
                 row.values[attname] = next(self._values)
 
-    def restore(self, using: str, source: str) -> None:
+    def restore(self, using: str, source: str, final_pk: Callable[[Model, Any], Any]) -> None:
         """Write the real values, now that the deletions have freed them."""
-        for (model, pk), values in self.pending.items():
+        for (model, dumped_pk), values in self.pending.items():
+            pk = final_pk(model, dumped_pk)
             manager = model._base_manager.using(using)
             try:
                 with transaction.atomic(using=using):

@@ -32,19 +32,13 @@ def siblings(model: Model) -> list[tuple[Model, Model]]:
     ]
 
 
-def check_siblings(
-    dumped: Mapping[Model, Collection[Any]],
-    save_as_new: Collection[Model],
-    using: str,
-    source: str,
-) -> None:
+def check_siblings(dumped: Mapping[Model, Collection[Any]], using: str, source: str) -> None:
     """InconsistentModelError when a dumped child exists on the target as another child.
 
-    Objects saved as new get fresh primary keys, so they cannot land on a sibling's row.
+    ``dumped`` holds the primary keys the objects are written under; objects saved as new
+    get fresh ones, and cannot land on another child's row.
     """
     for model in sorted(dumped, key=lambda model: model._meta.label_lower):
-        if model in save_as_new:
-            continue
         pks = list(dumped[model])
         for parent, sibling in siblings(model):
             also_dumped = dumped.get(sibling, ())

@@ -46,6 +46,7 @@ from dataset_sync.errors import (
     SchemaMismatchError,
 )
 from dataset_sync.format import DumpReader, Header, open_input
+from dataset_sync.save_as_new import NewKeys
 from dataset_sync.specs import Spec
 from dataset_sync.write import Row, Table, TableWriter, describe
 
@@ -215,8 +216,6 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
         reader = DumpReader(stream, name)
         try:
             specs = [Spec.from_dict(spec) for spec in reader.header.specs]
-            for spec in specs:
-                spec.refuse_unsupported()
         except InvalidSpecError as exc:
             raise InvalidSpecError(f"{name}: {exc}") from exc
         for spec in specs:
@@ -335,9 +334,15 @@ class _Apply:
         self.governing = flags.Governing(plan.specs, plan.spec_counts, plan.ordinals)
         self.deferred = flags.DeferredValues()
         self.unchecked_links: set[tuple[str, Any]] = set()
+        self.new_keys = NewKeys(plan.pks, self.governing, using, plan.name)
 
     def run(self) -> None:
-        inheritance.check_siblings(self.plan.pks, set(), self.using, self.plan.name)
+        # Objects saved as new get fresh keys: they cannot land on another child's row.
+        inheritance.check_siblings(
+            {model: self._not_new(model) for model in self.plan.pks},
+            self.using,
+            self.plan.name,
+        )
         order = _write_order(set(self.plan.spools))
         writers = []
         for model in order:
@@ -346,7 +351,7 @@ class _Apply:
                 table,
                 self.using,
                 self.progress,
-                dumped=self.plan.pks[model],
+                dumped=self._not_new(model),
                 delete_stale=functools.partial(self._delete_stale, model),
                 prepare=functools.partial(self._prepare, model),
                 unchecked_links=self.unchecked_links,
@@ -354,13 +359,19 @@ class _Apply:
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
             for batch in self.plan.spools[model].batches():
-                writer.write(batch, counts)
+                if self.new_keys:
+                    self.new_keys.write(writer, batch, counts)
+                else:
+                    writer.write(batch, counts)
             if counts.created:
                 self.created_models.add(model)
             if self.progress:
                 self.progress(f"{model._meta.label_lower}: {len(self.plan.pks[model]):,} objects")
+        if self.new_keys:
+            # Before the deletions: a placeholder may hold the key of a row they delete.
+            self.new_keys.finish(writers)
         self._delete_missing()
-        self.deferred.restore(self.using, self.plan.name)
+        self.deferred.restore(self.using, self.plan.name, self.new_keys.final_pk)
         self._check_cascades(order)
         for writer in writers:
             writer.check_references()
@@ -373,7 +384,16 @@ class _Apply:
         self.unchecked_links.update(
             flags.drop_missing_links(rows, model, self.governing, self.plan.pks, self.using)
         )
-        self.deferred.defer(rows, model, self.governing, self.using)
+        self.deferred.defer(rows, model, self.governing, self.using, self.new_keys.is_new)
+        self.new_keys.remap(model, rows)
+
+    def _not_new(self, model: type[models.Model]) -> set[Any]:
+        """The dumped primary keys of ``model`` that are written under the same key."""
+        return self.plan.pks[model] - self.new_keys.new.get(model, set())
+
+    def _kept(self, model: type[models.Model]) -> set[Any]:
+        """The primary keys of ``model`` that this load wrote, and delete_missing keeps."""
+        return self.new_keys.kept(model, self.plan.pks.get(model, set()))
 
     def _delete_missing(self) -> None:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]
@@ -383,10 +403,13 @@ class _Apply:
         specs.sort(key=lambda spec: -order.index(spec.get_model()))
         for spec in specs:
             model = spec.get_model()
-            dumped = self.plan.pks.get(model, set())
+            dumped = self._kept(model)
             stale = [
                 pk
-                for pk in spec.queryset(self.using).values_list("pk", flat=True).iterator()
+                for pk in self.new_keys.mapped(spec)
+                .queryset(self.using)
+                .values_list("pk", flat=True)
+                .iterator()
                 if pk not in dumped
             ]
             for start in range(0, len(stale), self.batch_size):
@@ -399,13 +422,14 @@ class _Apply:
         created again on the source with the same name.
         """
         deleted: set[Any] = set()
-        dumped = self.plan.pks.get(model, set())
+        dumped = self._kept(model)
         for spec in self.plan.specs:
             if not spec.delete_missing or spec.get_model() is not model:
                 continue
+            queryset = self.new_keys.mapped(spec).queryset(self.using)
             stale = [
                 pk
-                for pk in spec.queryset(self.using).filter(pk__in=pks).values_list("pk", flat=True)
+                for pk in queryset.filter(pk__in=pks).values_list("pk", flat=True)
                 if pk not in dumped and pk not in deleted
             ]
             if stale:
@@ -446,11 +470,11 @@ class _Apply:
 
     def _stale_among(self, model: type[models.Model], pks: list[Any]) -> int:
         """How many of ``pks`` a delete_missing spec of ``model`` selects and the dump lacks."""
-        dumped = self.plan.pks.get(model, set())
+        dumped = self._kept(model)
         stale: set[Any] = set()
         for spec in self.plan.specs:
             if spec.delete_missing and spec.get_model() is model:
-                selected = spec.queryset(self.using).filter(pk__in=pks)
+                selected = self.new_keys.mapped(spec).queryset(self.using).filter(pk__in=pks)
                 stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
         return len(stale)
 
@@ -459,7 +483,7 @@ class _Apply:
         for model in order:
             if not self.report.model(model._meta.label_lower).cascaded:
                 continue
-            dumped = list(self.plan.pks[model])
+            dumped = list(self._kept(model))
             for start in range(0, len(dumped), self.batch_size):
                 chunk = dumped[start : start + self.batch_size]
                 present = set(

@@ -111,23 +111,6 @@ class Spec:
             data["delete_missing"] = True
         return data
 
-    def refuse_unsupported(self) -> None:
-        """Refuse feincms3-data flags whose behaviour is not implemented yet.
-
-        Loading such a spec as if the flag were absent would silently do something else
-        (overwrite rows instead of copying them, for ``save_as_new``), so it is an error.
-        """
-        if self.save_as_new:
-            raise InvalidSpecError(
-                f"Spec for {self.model} uses 'save_as_new', which dataset_sync does not support"
-                " yet. Remove the flag from the dataset."
-            )
-        if self.delete_missing_map:
-            raise InvalidSpecError(
-                f"Spec for {self.model} uses 'delete_missing' with 'map', which dataset_sync"
-                " does not support yet. Use delete_missing=True."
-            )
-
     def check_flags(self) -> None:
         """Refuse flags naming fields the model does not have, or that cannot take the flag."""
         model = self.get_model()

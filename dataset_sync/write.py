@@ -197,11 +197,7 @@ class TableWriter:
         rows = [table.convert(data) for data in batch]
         if self.prepare is not None:
             self.prepare(rows)
-        for row in rows:
-            for attname, holders in self.references.items():
-                value = row.values.get(attname)
-                if value is not None:
-                    holders.setdefault(value, row.pk)
+        self._record_references(rows)
         existing = self._existing(rows)
         self.seen_pks.update(row.pk for row in rows)
         try:
@@ -230,6 +226,19 @@ class TableWriter:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
+
+    def adopt(self, rows: list[Row]) -> None:
+        """Check and link rows that were inserted elsewhere (objects saved as new)."""
+        self._record_references(rows)
+        self._link(rows)
+        self.written_pks.update(row.pk for row in rows)
+
+    def _record_references(self, rows: list[Row]) -> None:
+        for row in rows:
+            for attname, holders in self.references.items():
+                value = row.values.get(attname)
+                if value is not None:
+                    holders.setdefault(value, row.pk)
 
     def _existing(self, rows: list[Row]) -> dict[Any, tuple[Any, ...]]:
         table = self.table
