@@ -3,7 +3,8 @@
 dataset_sync.E001  a dataset cannot be evaluated without arguments for another reason
                    than rejecting the empty argument string (it raised an exception)
 dataset_sync.E002  a spec names a model that is not installed
-dataset_sync.E003  a spec has an unknown key or a value of the wrong shape
+dataset_sync.E003  a spec has an unknown key, a value of the wrong shape, or a flag naming
+                   a field that cannot take it
 dataset_sync.E004  a spec's filter names a field the model does not have
 """
 
@@ -64,6 +65,10 @@ def _check_spec(name: str, raw: Any) -> list[checks.CheckMessage]:
                 id="dataset_sync.E002",
             )
         ]
+    try:
+        spec.check_flags()
+    except InvalidSpecError as exc:
+        return [checks.Error(f"Dataset '{name}': {exc}", id="dataset_sync.E003")]
     return _check_filter(name, spec, model)
 
 

@@ -69,8 +69,7 @@ def dump(
     else:
         raise TypeError("dump() needs a dataset or specs.")
     for spec in resolved:
-        spec.get_model()
-        spec.refuse_unsupported()
+        spec.check_flags()
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):

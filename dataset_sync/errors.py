@@ -46,12 +46,20 @@ class DumpFormatError(DatasetSyncError):
     """The dump is malformed, truncated, of an unknown version, or fails its digest."""
 
 
+class InvalidVersionError(DumpFormatError):
+    """The dump is of a format version this dataset_sync does not read."""
+
+
 class SchemaMismatchError(DatasetSyncError):
     """The dump names a model or field the target database does not have."""
 
 
 class LoadIntegrityError(DatasetSyncError):
     """Writing the dump would break a constraint: a missing foreign key row, a duplicate."""
+
+
+class InconsistentModelError(LoadIntegrityError):
+    """A dumped multi-table inheritance child exists on the target as another child."""
 
 
 class DeletionProtectedError(DatasetSyncError):

@@ -33,7 +33,7 @@ from typing import IO, Any, Protocol
 from django.core.serializers.json import DjangoJSONEncoder
 
 from dataset_sync import signing
-from dataset_sync.errors import DumpFormatError, UntrustedDumpError
+from dataset_sync.errors import DumpFormatError, InvalidVersionError, UntrustedDumpError
 
 FORMAT = "dataset_sync"
 VERSION = 1
@@ -211,6 +211,9 @@ class DumpReader:
             raise self._error(
                 f"cannot be read ({exc}); the file is truncated or corrupted. Dump it again."
             ) from exc
+        if isinstance(data, dict) and data.get("version", VERSION) != VERSION:
+            # A dump of another version may have another shape: say that first.
+            self._header_of(data)
         if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
             raise self._error(
                 "not a dump: expected a JSON object with an 'objects' list. Pass a file"
@@ -223,9 +226,9 @@ class DumpReader:
             raise self._error(f"not a dump: unknown format {data.get('format')!r}.")
         version = data.get("version")
         if version != VERSION:
-            raise self._error(
-                f"format version {version!r} is not supported; this dataset_sync reads"
-                f" version {VERSION}. Use the same dataset_sync version on both sides."
+            raise InvalidVersionError(
+                f"{self.name}: format version {version!r} is not supported; this dataset_sync"
+                f" reads version {VERSION}. Use the same dataset_sync version on both sides."
             )
         specs = data.get("specs")
         if not isinstance(specs, list):

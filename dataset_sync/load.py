@@ -41,7 +41,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
-from dataset_sync import conf, registry
+from dataset_sync import conf, flags, inheritance, registry
 from dataset_sync.errors import (
     EXIT_BAD_INPUT,
     EXIT_LOCK_TIMEOUT,
@@ -55,8 +55,9 @@ from dataset_sync.errors import (
 )
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.guards import DeleteLimit, rows_outside
+from dataset_sync.save_as_new import NewKeys
 from dataset_sync.specs import Spec
-from dataset_sync.table import Table, describe, python_type
+from dataset_sync.table import Row, Table, describe, python_type
 from dataset_sync.write import TableWriter
 
 Progress = Callable[[str], Any]
@@ -326,6 +327,9 @@ class _Plan:
     specs: list[Spec]
     spools: dict[type[models.Model], _Spool]
     pks: dict[type[models.Model], set[Any]]
+    #: Position in the dump of each object of a model whose specs' load flags differ.
+    ordinals: dict[type[models.Model], dict[Any, int]] = field(default_factory=dict)
+    spec_counts: list[int] | None = None
 
     def close(self) -> None:
         for spool in self.spools.values():
@@ -339,8 +343,6 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
         reader = DumpReader(stream, name, conf.signing_key())
         try:
             specs = [Spec.from_dict(spec) for spec in reader.header.specs]
-            for spec in specs:
-                spec.refuse_unsupported()
         except InvalidSpecError as exc:
             raise InvalidSpecError(f"{name}: {exc}") from exc
         if not trust_dump_specs:
@@ -353,13 +355,19 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
                 raise SchemaMismatchError(
                     f"{name}: {exc} Migrate the target or remove the model from the dataset."
                 ) from exc
+            try:
+                spec.check_flags()
+            except InvalidSpecError as exc:
+                raise InvalidSpecError(f"{name}: {exc}") from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
+        plan.ordinals = {model: {} for model in flags.varying_models(specs)}
         try:
             _spool(reader, plan, spool_dir)
         except BaseException:
             plan.close()
             raise
+        plan.spec_counts = reader.spec_counts
         return plan
     finally:
         if stream is not dump:
@@ -373,7 +381,7 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
 def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
     # Per label: the model, its primary key field, and the JSON type that field takes as is.
     by_label: dict[str, tuple[type[models.Model], Any, type | None]] = {}
-    for data in reader.objects():
+    for ordinal, data in enumerate(reader.objects()):
         label = data["model"]
         known = by_label.get(label)
         if known is None:
@@ -402,6 +410,8 @@ def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
             # Several specs selected this object; it is written once, as the first one did.
             continue
         seen.add(pk)
+        if (ordinals := plan.ordinals.get(model)) is not None:
+            ordinals[pk] = ordinal
         spool = plan.spools.get(model)
         if spool is None:
             spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
@@ -462,8 +472,15 @@ class _Apply:
         self.progress = progress
         self.batch_size = conf.batch_size()
         self.created_models: set[type[models.Model]] = set()
+        self.governing = flags.Governing(plan.specs, plan.spec_counts, plan.ordinals)
+        self.deferred = flags.DeferredValues()
+        self.unchecked_links: set[tuple[str, Any]] = set()
+        self.new_keys = NewKeys(plan.pks, self.governing, using, plan.name)
 
     def run(self) -> None:
+        # Objects saved as new get fresh keys: they cannot land on another child's row.
+        kept_keys = {model: self._not_new(model) for model in self.plan.pks}
+        inheritance.check_siblings(kept_keys, self.using, self.plan.name)
         order = _write_order(set(self.plan.spools))
         writers = []
         for model in order:
@@ -472,26 +489,52 @@ class _Apply:
                 table,
                 self.using,
                 self.progress,
-                dumped=self.plan.pks,
+                dumped=kept_keys,
                 delete_stale=functools.partial(self._delete_stale, model),
                 signals=self.signals,
+                prepare=functools.partial(self._prepare, model),
+                unchecked_links=self.unchecked_links,
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
             for batch in self.plan.spools[model].batches():
-                writer.write(batch, counts)
+                if self.new_keys:
+                    self.new_keys.write(writer, batch, counts)
+                else:
+                    writer.write(batch, counts)
             if counts.created:
                 self.created_models.add(model)
             if self.progress:
                 self.progress(f"{model._meta.label_lower}: {len(self.plan.pks[model]):,} objects")
+        if self.new_keys:
+            # Before the deletions: a placeholder may hold the key of a row they delete.
+            self.new_keys.finish(writers)
         self._delete_missing()
         self._refuse_cascades_outside()
+        self.deferred.restore(self.using, self.plan.name, self.new_keys.final_pk)
         self._check_cascades(order)
         for writer in writers:
             writer.check_references()
         self._check_constraints()
         if self.created_models and not self.report.dry_run:
             self._reset_sequences()
+
+    def _prepare(self, model: type[models.Model], rows: list[Row]) -> None:
+        """Apply the load flags of the specs governing ``rows``."""
+        self.unchecked_links.update(
+            flags.drop_missing_links(rows, model, self.governing, self.plan.pks, self.using)
+        )
+        self.deferred.defer(rows, model, self.governing, self.using, self.new_keys.is_new)
+        self.new_keys.remap(model, rows)
+
+    def _not_new(self, model: type[models.Model]) -> set[Any]:
+        """The dumped primary keys of ``model`` that are written under the same key."""
+        new = self.new_keys.new.get(model)
+        return self.plan.pks[model] - new if new else self.plan.pks[model]
+
+    def _kept(self, model: type[models.Model]) -> set[Any]:
+        """The primary keys of ``model`` that this load wrote, and delete_missing keeps."""
+        return self.new_keys.kept(model, self.plan.pks.get(model, set()))
 
     def _delete_missing(self) -> None:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]
@@ -501,10 +544,13 @@ class _Apply:
         specs.sort(key=lambda spec: -order.index(spec.get_model()))
         for spec in specs:
             model = spec.get_model()
-            dumped = self.plan.pks.get(model, set())
+            dumped = self._kept(model)
             stale = [
                 pk
-                for pk in spec.queryset(self.using).values_list("pk", flat=True).iterator()
+                for pk in self.new_keys.mapped(spec)
+                .queryset(self.using)
+                .values_list("pk", flat=True)
+                .iterator()
                 if pk not in dumped
             ]
             for start in range(0, len(stale), self.batch_size):
@@ -517,13 +563,14 @@ class _Apply:
         created again on the source with the same name.
         """
         deleted: set[Any] = set()
-        dumped = self.plan.pks.get(model, set())
+        dumped = self._kept(model)
         for spec in self.plan.specs:
             if not spec.delete_missing or spec.get_model() is not model:
                 continue
+            queryset = self.new_keys.mapped(spec).queryset(self.using)
             stale = [
                 pk
-                for pk in spec.queryset(self.using).filter(pk__in=pks).values_list("pk", flat=True)
+                for pk in queryset.filter(pk__in=pks).values_list("pk", flat=True)
                 if pk not in dumped and pk not in deleted
             ]
             if stale:
@@ -575,11 +622,11 @@ class _Apply:
 
     def _stale_among(self, model: type[models.Model], pks: list[Any]) -> int:
         """How many of ``pks`` a delete_missing spec of ``model`` selects and the dump lacks."""
-        dumped = self.plan.pks.get(model, set())
+        dumped = self._kept(model)
         stale: set[Any] = set()
         for spec in self.plan.specs:
             if spec.delete_missing and spec.get_model() is model:
-                selected = spec.queryset(self.using).filter(pk__in=pks)
+                selected = self.new_keys.mapped(spec).queryset(self.using).filter(pk__in=pks)
                 stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
         return len(stale)
 
@@ -600,7 +647,7 @@ class _Apply:
         for model in order:
             if not self.report.model(model._meta.label_lower).cascaded:
                 continue
-            dumped = list(self.plan.pks[model])
+            dumped = list(self._kept(model))
             for start in range(0, len(dumped), self.batch_size):
                 chunk = dumped[start : start + self.batch_size]
                 present = set(

@@ -64,6 +64,44 @@ class Spec:
                 )
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
+        if isinstance(self.delete_missing, Mapping):
+            # An empty dict is falsy, and deletes nothing, as in feincms3-data.
+            value = self._delete_missing_map() if self.delete_missing else False
+            object.__setattr__(self, "delete_missing", value)
+
+    def _delete_missing_map(self) -> dict[str, Any]:
+        """``{"map": [(lookup, model label), ...]}`` from the dict form of delete_missing."""
+        assert isinstance(self.delete_missing, Mapping)
+        if unknown := sorted(set(self.delete_missing) - {"map"}):
+            raise InvalidSpecError(
+                f"Spec for {self.model}: 'delete_missing' has unknown keys {', '.join(unknown)};"
+                " use True, or a dict with 'map'."
+            )
+        entries = []
+        for entry in self.delete_missing.get("map") or ():
+            try:
+                lookup, model = entry
+            except (TypeError, ValueError):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'delete_missing' map entry {entry!r} must be a"
+                    " pair (lookup, model), like ('parent__in', 'app.parent')."
+                ) from None
+            if isinstance(model, type) and issubclass(model, models.Model):
+                model = model._meta.label_lower
+            if lookup not in self.filter or not isinstance(model, str):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'delete_missing' map entry {entry!r} must name a"
+                    " lookup of the spec's filter and a model label."
+                )
+            entries.append((lookup, model.lower()))
+        return {"map": entries}
+
+    @property
+    def delete_missing_map(self) -> list[tuple[str, str]]:
+        """The (filter lookup, model label) pairs whose values are remapped to new keys."""
+        if isinstance(self.delete_missing, Mapping):
+            return list(self.delete_missing["map"])
+        return []
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Spec:
@@ -84,34 +122,33 @@ class Spec:
         data: dict[str, Any] = {"model": self.model}
         if self.filter:
             data["filter"] = dict(self.filter)
-        for key in (
-            "delete_missing",
-            "ignore_missing_m2m",
-            "save_as_new",
-            "defer_values",
-            "allow_cascade",
-        ):
+        for key in ("ignore_missing_m2m", "save_as_new", "defer_values", "allow_cascade"):
             if value := getattr(self, key):
                 data[key] = list(value) if isinstance(value, tuple) else value
+        if self.delete_missing_map:
+            data["delete_missing"] = {"map": [list(entry) for entry in self.delete_missing_map]}
+        elif self.delete_missing:
+            data["delete_missing"] = True
         return data
 
-    def refuse_unsupported(self) -> None:
-        """Refuse feincms3-data flags whose behaviour is not implemented yet.
-
-        Loading such a spec as if the flag were absent would silently do something else
-        (overwrite rows instead of copying them, for ``save_as_new``), so it is an error.
-        """
-        for key in ("ignore_missing_m2m", "save_as_new", "defer_values"):
-            if getattr(self, key):
+    def check_flags(self) -> None:
+        """Refuse flags naming fields the model does not have, or that cannot take the flag."""
+        model = self.get_model()
+        m2m = {field.name for field in model._meta.many_to_many}
+        for name in self.ignore_missing_m2m:
+            if name not in m2m:
                 raise InvalidSpecError(
-                    f"Spec for {self.model} uses '{key}', which dataset_sync does not support"
-                    " yet. Remove the flag from the dataset."
+                    f"Spec for {self.model}: 'ignore_missing_m2m' names '{name}', which is not"
+                    f" a many-to-many field of {self.model}."
                 )
-        if isinstance(self.delete_missing, Mapping) and self.delete_missing.get("map"):
-            raise InvalidSpecError(
-                f"Spec for {self.model} uses 'delete_missing' with 'map', which dataset_sync"
-                " does not support yet. Use delete_missing=True."
-            )
+        local = {field.name: field for field in model._meta.local_concrete_fields}
+        for name in self.defer_values:
+            if not isinstance(local.get(name), (models.CharField, models.TextField)):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'defer_values' names '{name}', which is not a text"
+                    f" field of {self.model}'s own table; only text fields can hold the"
+                    " throwaway values."
+                )
 
     def get_model(self) -> type[models.Model]:
         """The model class; InvalidSpecError when the label names no installed model."""

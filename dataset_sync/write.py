@@ -7,7 +7,7 @@ batch and writes only what differs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from django.db import DatabaseError, connections, models, transaction
@@ -23,6 +23,8 @@ Progress = Callable[[str], Any]
 DeleteStale = Callable[[list[Any]], set[Any]]
 #: A many-to-many link: the primary keys of both ends.
 Pair = tuple[Any, Any]
+#: Adjusts converted rows before they are compared and written (the specs' load flags).
+Prepare = Callable[[list[Row]], None]
 
 
 class TableWriter:
@@ -36,6 +38,8 @@ class TableWriter:
         dumped: Mapping[type[models.Model], set[Any]] | None = None,
         delete_stale: DeleteStale | None = None,
         signals: bool = False,
+        prepare: Prepare | None = None,
+        unchecked_links: Container[tuple[str, Any]] = frozenset(),
     ) -> None:
         self.table = table
         self.signals = signals
@@ -46,6 +50,11 @@ class TableWriter:
         #: Every primary key of this model in the dump, and what deletes stale rows early.
         self.dumped: set[Any] = dumped.get(table.model, set())
         self.delete_stale = delete_stale
+        self.prepare = prepare
+        # (field name, pk) of links that prepare() filtered to rows that exist
+        # (ignore_missing_m2m); a row deleted later takes such links along, so they are not
+        # checked at the end.
+        self.unchecked_links = unchecked_links
         self.quote = self.connection.ops.quote_name
         # Dumped rows taken out of the table early to free a unique value another dumped row
         # needs (values swapped between rows); each is inserted again in its own batch, with
@@ -78,12 +87,9 @@ class TableWriter:
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
         rows = [table.convert(data) for data in batch]
-        for attname, holders in self.references.items():
-            in_dump = self.in_dump[attname]
-            for row in rows:
-                value = row.values.get(attname)
-                if value is not None and value not in in_dump:
-                    holders.setdefault(value, row.pk)
+        if self.prepare is not None:
+            self.prepare(rows)
+        self._record_references(rows)
         existing = table.existing([row.pk for row in rows])
         if self.unique_sets:
             self.seen_pks.update(row.pk for row in rows)
@@ -138,6 +144,19 @@ class TableWriter:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
+
+    def adopt(self, rows: list[Row]) -> None:
+        """Check and link rows that were inserted elsewhere (objects saved as new)."""
+        self._record_references(rows)
+        self._link(self._link_changes(rows))
+
+    def _record_references(self, rows: list[Row]) -> None:
+        for attname, holders in self.references.items():
+            in_dump = self.in_dump[attname]
+            for row in rows:
+                value = row.values.get(attname)
+                if value is not None and value not in in_dump:
+                    holders.setdefault(value, row.pk)
 
     def _make_room(self, rows: list[Row], existing: dict[Any, tuple[Any, ...]]) -> None:
         """Free the unique values these rows are about to take from other rows.
@@ -323,6 +342,8 @@ class TableWriter:
             holders = self.references[f"m2m:{name}"]
             in_dump = self.in_dump[f"m2m:{name}"]
             for row in dumped:
+                if (name, row.pk) in self.unchecked_links:
+                    continue
                 for target_pk in row.m2m[name] - in_dump:
                     holders.setdefault(target_pk, row.pk)
         return changes

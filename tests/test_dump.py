@@ -113,16 +113,6 @@ def test_dump_to_a_missing_directory_names_the_path(tmp_path):
     )
 
 
-def test_specs_with_flags_not_supported_yet_are_refused(tmp_path):
-    with pytest.raises(InvalidSpecError) as excinfo:
-        dump(specs=[{"model": "testapp.tag", "save_as_new": True}], output=tmp_path / "d.json")
-    assert str(excinfo.value) == (
-        "Spec for testapp.tag uses 'save_as_new', which dataset_sync does not support yet."
-        " Remove the flag from the dataset."
-    )
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_specs_naming_an_unknown_model_are_refused(tmp_path):
     with pytest.raises(InvalidSpecError) as excinfo:
         dump(specs=[{"model": "testapp.gone"}], output=tmp_path / "d.json")
@@ -130,19 +120,35 @@ def test_specs_naming_an_unknown_model_are_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.django_db
-def test_delete_missing_with_map_is_refused_until_supported(tmp_path):
+@pytest.mark.parametrize(
+    ("delete_missing", "message"),
+    [
+        (
+            {"map": [("author__in", "testapp.author")]},
+            "Spec for testapp.question: 'delete_missing' map entry ('author__in',"
+            " 'testapp.author') must name a lookup of the spec's filter and a model label.",
+        ),
+        (
+            {"map": ["pk__in"]},
+            "Spec for testapp.question: 'delete_missing' map entry 'pk__in' must be a pair"
+            " (lookup, model), like ('parent__in', 'app.parent').",
+        ),
+        (
+            {"mapping": []},
+            "Spec for testapp.question: 'delete_missing' has unknown keys mapping; use True,"
+            " or a dict with 'map'.",
+        ),
+    ],
+)
+def test_malformed_delete_missing_map_is_refused(tmp_path, delete_missing, message):
     spec = {
-        "model": "testapp.choice",
-        "filter": {"question__in": [1]},
-        "delete_missing": {"map": [("question__in", "testapp.question")]},
+        "model": "testapp.question",
+        "filter": {"pk__in": [1]},
+        "delete_missing": delete_missing,
     }
     with pytest.raises(InvalidSpecError) as excinfo:
         dump(specs=[spec], output=tmp_path / "d.json")
-    assert str(excinfo.value) == (
-        "Spec for testapp.choice uses 'delete_missing' with 'map', which dataset_sync does not"
-        " support yet. Use delete_missing=True."
-    )
+    assert str(excinfo.value) == message
     assert list(tmp_path.iterdir()) == []
 
 
