@@ -37,3 +37,7 @@ class LoadIntegrityError(DatasetSyncError):
 
 class DeletionProtectedError(DatasetSyncError):
     """A row the dataset would delete is protected by a PROTECT or RESTRICT relation."""
+
+
+class LockTimeoutError(DatasetSyncError):
+    """Another load into the same database held the load lock longer than the lock timeout."""

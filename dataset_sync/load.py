@@ -37,7 +37,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models.deletion import ProtectedError, RestrictedError
 
-from dataset_sync import conf
+from dataset_sync import conf, locking
 from dataset_sync.errors import (
     DatasetSyncError,
     DeletionProtectedError,
@@ -117,6 +117,7 @@ def load(
     dry_run: bool = False,
     ignorenonexistent: bool = False,
     progress: Progress | None = None,
+    lock_timeout: float | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
 
@@ -125,6 +126,10 @@ def load(
     error raises a DatasetSyncError and leaves the database exactly as it was. Under
     ``dry_run`` the same work is done and then rolled back, so the report (cascades
     included) is exactly what a real load would do.
+
+    The transaction holds the database's load lock (see :mod:`dataset_sync.locking`), so a
+    second load into the same database waits for this one; ``lock_timeout`` is how many
+    seconds it waits at most (None: as long as it takes) before LockTimeoutError.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -137,7 +142,11 @@ def load(
             for index, dump in enumerate(dumps):
                 plans.append(_read(dump, Path(spool_dir) / str(index)))
             report.headers = [plan.header for plan in plans]
-            with transaction.atomic(using=using), connection.constraint_checks_disabled():
+            tables = _written_models(plans)
+            with (
+                locking.locked_transaction(using, lock_timeout, tables),
+                connection.constraint_checks_disabled(),
+            ):
                 for plan in plans:
                     _Apply(plan, using, ignorenonexistent, report, progress).run()
                 if dry_run:
@@ -147,6 +156,20 @@ def load(
                 plan.close()
     report.duration = time.monotonic() - started
     return report
+
+
+def _written_models(plans: list[_Plan]) -> set[type[models.Model]]:
+    """The models whose tables a load may write, parents and m2m tables included."""
+    found: set[type[models.Model]] = set()
+    for plan in plans:
+        for model in [*plan.spools, *(spec.get_model() for spec in plan.specs)]:
+            for each in [model, *model._meta.get_parent_list()]:
+                found.add(each._meta.concrete_model or each)
+                for m2m in each._meta.local_many_to_many:
+                    through: Any = m2m.remote_field.through
+                    if through._meta.auto_created:
+                        found.add(through)
+    return found
 
 
 def _name(dump: DumpSource) -> str:

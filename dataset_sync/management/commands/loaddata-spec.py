@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -7,6 +8,16 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.load import load
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return seconds
 
 
 class Command(BaseCommand):
@@ -33,6 +44,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Skip fields in the dump that the target models do not have.",
         )
+        parser.add_argument(
+            "--lock-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Give up after waiting this long for another load into the database to end"
+            " (default: wait as long as it takes).",
+        )
 
     def handle(
         self,
@@ -41,6 +59,7 @@ class Command(BaseCommand):
         database: str,
         dry_run: bool,
         ignorenonexistent: bool,
+        lock_timeout: float | None,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -52,6 +71,7 @@ class Command(BaseCommand):
                 dry_run=dry_run,
                 ignorenonexistent=ignorenonexistent,
                 progress=progress,
+                lock_timeout=lock_timeout,
             )
         except DatasetSyncError as exc:
             raise CommandError(str(exc)) from exc
