@@ -220,6 +220,15 @@ def main() -> None:
     if sys.argv[1] == "save":
         _save(hooks, options)
         return
+    if options.get("pause_before_commit"):
+        connection = connections["target"]
+        commit = connection._commit
+
+        def pause_then_commit() -> None:
+            hooks.pause()
+            commit()
+
+        connection._commit = pause_then_commit  # type: ignore[method-assign]
     with connections["target"].execute_wrapper(hooks):
         execute_from_command_line(["manage.py", "loaddata-spec", *sys.argv[2:]])
 
