@@ -79,3 +79,9 @@ class UntrustedDumpError(RefusedError):
 
 class DeletionGuardError(RefusedError):
     """The load would delete more rows than allowed, or cascade to rows outside the dataset."""
+
+
+class LockTimeoutError(DatasetSyncError):
+    """Another load into the same database held the load lock longer than the lock timeout."""
+
+    exit_code = EXIT_LOCK_TIMEOUT

@@ -41,7 +41,7 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, transaction
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
-from dataset_sync import conf, flags, inheritance, registry
+from dataset_sync import conf, flags, inheritance, locking, registry
 from dataset_sync.errors import (
     EXIT_BAD_INPUT,
     EXIT_LOCK_TIMEOUT,
@@ -197,6 +197,7 @@ def load(
     max_delete: DeleteLimit | None = None,
     signals: bool = False,
     progress: Progress | None = None,
+    lock_timeout: float | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
 
@@ -215,6 +216,10 @@ def load(
     ``bulk_create()``. With ``signals=True`` every row created or updated gets
     ``pre_save`` and ``post_save`` with ``raw=True``, as ``loaddata`` sends them; deleted
     rows get ``pre_delete`` and ``post_delete`` either way, from Django's collector.
+
+    The transaction holds the database's load lock (see :mod:`dataset_sync.locking`), so a
+    second load into the same database waits for this one; ``lock_timeout`` is how many
+    seconds it waits at most (None: as long as it takes) before LockTimeoutError.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -228,7 +233,11 @@ def load(
                 for index, dump in enumerate(dumps):
                     plans.append(_read(dump, Path(spool_dir) / str(index), trust_dump_specs))
                 report.headers = [plan.header for plan in plans]
-                with transaction.atomic(using=using), connection.constraint_checks_disabled():
+                tables = _written_models(plans)
+                with (
+                    locking.locked_transaction(using, lock_timeout, tables),
+                    connection.constraint_checks_disabled(),
+                ):
                     selected = _check_planned_deletions(plans, using, max_delete)
                     for plan in plans:
                         _Apply(
@@ -275,6 +284,20 @@ def _check_planned_deletions(plans: Sequence[_Plan], using: str, limit: DeleteLi
             stale_total += len(pks - plan.pks.get(model, set()))
     limit.check(stale_total, selected_total, _sources(plans))
     return selected_total
+
+
+def _written_models(plans: list[_Plan]) -> set[type[models.Model]]:
+    """The models whose tables a load may write, parents and m2m tables included."""
+    found: set[type[models.Model]] = set()
+    for plan in plans:
+        for model in [*plan.spools, *(spec.get_model() for spec in plan.specs)]:
+            for each in [model, *model._meta.get_parent_list()]:
+                found.add(each._meta.concrete_model or each)
+                for m2m in each._meta.local_many_to_many:
+                    through: Any = m2m.remote_field.through
+                    if through._meta.auto_created:
+                        found.add(through)
+    return found
 
 
 def _name(dump: DumpSource) -> str:

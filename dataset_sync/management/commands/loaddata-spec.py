@@ -19,6 +19,16 @@ def _delete_limit(text: str) -> DeleteLimit:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, 0 or more, got {text!r}")
+    return seconds
+
+
 class Command(BaseCommand):
     help = "Load dataset dumps in one transaction, deleting rows the source no longer has."
 
@@ -77,6 +87,13 @@ class Command(BaseCommand):
             action="store_true",
             help="Send pre_save and post_save (raw=True) for every row created or updated.",
         )
+        parser.add_argument(
+            "--lock-timeout",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Give up after waiting this long for another load into the database to end"
+            " (default: wait as long as it takes).",
+        )
 
     def handle(
         self,
@@ -91,6 +108,7 @@ class Command(BaseCommand):
         as_json: bool,
         detailed_exitcode: bool,
         signals: bool,
+        lock_timeout: float | None,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -106,6 +124,7 @@ class Command(BaseCommand):
                 max_delete=max_delete,
                 signals=signals,
                 progress=progress,
+                lock_timeout=lock_timeout,
             )
         except DatasetSyncError as exc:
             failed = exc.report or LoadReport(sources=dumps, dry_run=dry_run)
