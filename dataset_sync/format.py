@@ -47,9 +47,13 @@ class Writable(Protocol):
     def write(self, text: str, /) -> Any: ...
 
 
+#: One encoder for every object: json.dumps() would build a new one per call.
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False)
+
+
 def encode_object(obj: dict[str, Any]) -> str:
     """One object as its dump line: Django's JSON serializer encoding, on one line."""
-    return json.dumps(obj, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return _ENCODER.encode(obj)
 
 
 def open_output(path: str | Path) -> IO[str]:
