@@ -46,6 +46,7 @@ from dataset_sync.errors import (
     SchemaMismatchError,
 )
 from dataset_sync.format import DumpReader, Header, open_input
+from dataset_sync.progress import OnBatch
 from dataset_sync.specs import Spec
 from dataset_sync.table import Table, describe, python_type
 from dataset_sync.write import TableWriter
@@ -119,6 +120,7 @@ def load(
     ignorenonexistent: bool = False,
     signals: bool = False,
     progress: Progress | None = None,
+    on_batch: OnBatch | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
 
@@ -132,6 +134,10 @@ def load(
     ``bulk_create()``. With ``signals=True`` every row created or updated gets
     ``pre_save`` and ``post_save`` with ``raw=True``, as ``loaddata`` sends them; deleted
     rows get ``pre_delete`` and ``post_delete`` either way, from Django's collector.
+
+    ``progress`` gets a line per object written or deleted; ``on_batch(label, done)`` is
+    called after each batch read from a dump (labelled with its name) and written to a
+    model (labelled with the model's), for a progress display.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -142,11 +148,13 @@ def load(
             # Reading every dump before the transaction starts keeps a bad file from taking
             # locks; the spools of the dumps read before a bad one are closed all the same.
             for index, dump in enumerate(dumps):
-                plans.append(_read(dump, Path(spool_dir) / str(index)))
+                plans.append(_read(dump, Path(spool_dir) / str(index), on_batch))
             report.headers = [plan.header for plan in plans]
             with transaction.atomic(using=using), connection.constraint_checks_disabled():
                 for plan in plans:
-                    _Apply(plan, using, ignorenonexistent, signals, report, progress).run()
+                    _Apply(
+                        plan, using, ignorenonexistent, signals, report, progress, on_batch
+                    ).run()
                 if dry_run:
                     transaction.set_rollback(True, using=using)
         finally:
@@ -212,7 +220,7 @@ class _Plan:
             spool.close()
 
 
-def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
+def _read(dump: DumpSource, spool_dir: Path, on_batch: OnBatch | None) -> _Plan:
     name = _name(dump)
     stream = open_input(str(dump)) if isinstance(dump, (str, Path)) else dump
     try:
@@ -233,7 +241,7 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         try:
-            _spool(reader, plan, spool_dir)
+            _spool(reader, plan, spool_dir, on_batch)
         except BaseException:
             plan.close()
             raise
@@ -247,10 +255,24 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
                 stream.close()
 
 
-def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
+def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path, on_batch: OnBatch | None) -> None:
     # Per label: the model, its primary key field, and the JSON type that field takes as is.
     by_label: dict[str, tuple[type[models.Model], Any, type | None]] = {}
-    for data in reader.objects():
+    read = 0
+    for batch in reader.batches():
+        read += len(batch)
+        _spool_batch(batch, by_label, plan, spool_dir)
+        if on_batch:
+            on_batch(f"reading {plan.name}", read)
+
+
+def _spool_batch(
+    batch: list[dict[str, Any]],
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]],
+    plan: _Plan,
+    spool_dir: Path,
+) -> None:
+    for data in batch:
         label = data["model"]
         known = by_label.get(label)
         if known is None:
@@ -325,8 +347,10 @@ class _Apply:
         signals: bool,
         report: LoadReport,
         progress: Progress | None,
+        on_batch: OnBatch | None,
     ) -> None:
         self.plan = plan
+        self.on_batch = on_batch
         self.signals = signals
         self.using = using
         self.connection = connections[using]
@@ -351,8 +375,12 @@ class _Apply:
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
+            done = 0
             for batch in self.plan.spools[model].batches():
                 writer.write(batch, counts)
+                done += len(batch)
+                if self.on_batch:
+                    self.on_batch(model._meta.label_lower, done)
             if counts.created:
                 self.created_models.add(model)
             if self.progress:

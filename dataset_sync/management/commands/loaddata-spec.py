@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.load import load
+from dataset_sync.progress import TerminalProgress
 
 
 class Command(BaseCommand):
@@ -50,7 +51,9 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        progress = self.stderr.write if verbosity >= 2 else None
+        # Rows and rates only on a terminal: logs and pipes get the summary alone.
+        meter = TerminalProgress(self.stderr) if verbosity >= 1 and self.stderr.isatty() else None
+        progress = (meter.line if meter else self.stderr.write) if verbosity >= 2 else None
         try:
             report = load(
                 *dumps,
@@ -59,9 +62,13 @@ class Command(BaseCommand):
                 ignorenonexistent=ignorenonexistent,
                 signals=signals,
                 progress=progress,
+                on_batch=meter,
             )
         except DatasetSyncError as exc:
             raise CommandError(str(exc)) from exc
+        finally:
+            if meter:
+                meter.close()
         if verbosity >= 1:
             for line in report.lines():
                 self.stdout.write(line)
