@@ -77,7 +77,7 @@ class TableWriter:
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
-        rows = [table.convert(data) for data in batch]
+        rows = table.convert_all(batch)
         for attname, holders in self.references.items():
             in_dump = self.in_dump[attname]
             for row in rows:
@@ -245,11 +245,6 @@ class TableWriter:
         table = self.table
         columns = table.columns
         defaults = {column.attname: column.field.get_default() for column in columns[1:]}
-        sql = (
-            f"INSERT INTO {table.db_table}"
-            f" ({', '.join(self.quote(column.column) for column in columns)})"
-            f" VALUES ({', '.join(['%s'] * len(columns))})"
-        )
         pk_db = table.pk_column.db
         # Per column: the types whose values are their own parameters, and the conversion.
         plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
@@ -269,8 +264,9 @@ class TableWriter:
                     ],
                 ]
             )
-        with self.connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+        table.backend.insert(
+            table.model._meta.db_table, [column.column for column in columns], params
+        )
 
     def _update(self, rows: list[Row]) -> None:
         table = self.table
@@ -305,7 +301,11 @@ class TableWriter:
             source, target = self._link_columns(field)
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
             pairs = select(
-                self.connection, field.remote_field.through, [source, target], source, list(current)
+                self.table.backend,
+                field.remote_field.through,
+                [source, target],
+                source,
+                list(current),
             )
             for source_pk, target_pk in pairs:
                 current[source_pk].add(target_pk)
@@ -341,20 +341,23 @@ class TableWriter:
                 continue
             field = self.table.m2m[name]
             source, target = self._link_columns(field)
-            table = self.quote(field.remote_field.through._meta.db_table)
+            through = field.remote_field.through._meta.db_table
             columns = (self.quote(source.column), self.quote(target.column))
             try:
-                with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                with transaction.atomic(using=self.using):
                     if add:
-                        cursor.executemany(
-                            f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (%s, %s)",
+                        self.table.backend.insert(
+                            through,
+                            [source.column, target.column],
                             [(source.db(pk), target.db(other)) for pk, other in add],
                         )
                     if remove:
-                        cursor.executemany(
-                            f"DELETE FROM {table} WHERE {columns[0]} = %s AND {columns[1]} = %s",
-                            [(source.db(pk), target.db(other)) for pk, other in remove],
-                        )
+                        with self.connection.cursor() as cursor:
+                            cursor.executemany(
+                                f"DELETE FROM {self.quote(through)}"
+                                f" WHERE {columns[0]} = %s AND {columns[1]} = %s",
+                                [(source.db(pk), target.db(other)) for pk, other in remove],
+                            )
             except DatabaseError as exc:
                 raise LoadIntegrityError(
                     f"{self.table.source}: {self.table.label}: setting '{name}' failed: {exc}"
