@@ -101,17 +101,7 @@ class TableWriter:
                 created_pks = {row.pk for row in created}
                 linked = {pk for _name, add, remove in links for pk, _target in (*add, *remove)}
                 updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
-                if self.signals:
-                    written = [row for row in rows if row.pk in created_pks or row.pk in updated]
-                    instances = [(self._instance(row), row.pk in created_pks) for row in written]
-                    for instance, _created in instances:
-                        pre_save.send(
-                            table.model,
-                            instance=instance,
-                            raw=True,
-                            using=self.using,
-                            update_fields=None,
-                        )
+                instances = self._pre_save(rows, created_pks, updated) if self.signals else []
                 self._insert(inserts)
                 self._update(updates)
         except DatabaseError as exc:
@@ -119,22 +109,20 @@ class TableWriter:
         for pk in reinserted:
             del self.vacated[pk]
         self._link(links)
-        if self.signals:
-            for instance, was_created in instances:
-                post_save.send(
-                    table.model,
-                    instance=instance,
-                    created=was_created,
-                    raw=True,
-                    using=self.using,
-                    update_fields=None,
-                )
-        inserts = created
-        counts.created += len(inserts)
+        for instance, was_created in instances:
+            post_save.send(
+                table.model,
+                instance=instance,
+                created=was_created,
+                raw=True,
+                using=self.using,
+                update_fields=None,
+            )
+        counts.created += len(created)
         counts.updated += len(updated)
-        counts.unchanged += len(rows) - len(inserts) - len(updated)
+        counts.unchanged += len(rows) - len(created) - len(updated)
         if self.progress:
-            for row in inserts:
+            for row in created:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
@@ -363,9 +351,23 @@ class TableWriter:
                     f"{self.table.source}: {self.table.label}: setting '{name}' failed: {exc}"
                 ) from exc
 
-    def _instance(self, row: Row) -> models.Model:
-        """The instance that signal receivers get, built from the dumped values."""
-        return self.table.model(pk=row.pk, **row.values)
+    def _pre_save(
+        self, rows: list[Row], created: set[Any], updated: set[Any]
+    ) -> list[tuple[models.Model, bool]]:
+        """Send pre_save for the rows about to be written; return their instances for post_save.
+
+        Receivers get instances built from the dumped values, as loaddata's do.
+        """
+        instances = [
+            (self.table.model(pk=row.pk, **row.values), row.pk in created)
+            for row in rows
+            if row.pk in created or row.pk in updated
+        ]
+        for instance, _created in instances:
+            pre_save.send(
+                self.table.model, instance=instance, raw=True, using=self.using, update_fields=None
+            )
+        return instances
 
     def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
         """Name the row and field behind a database error, looking for duplicated keys."""
