@@ -15,6 +15,7 @@ from django.utils import timezone
 from dataset_sync import conf
 from dataset_sync.errors import DumpWriteError
 from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
+from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
 from dataset_sync.serialize import RowSerializer
 from dataset_sync.specs import Spec, SpecLike, to_spec
@@ -42,6 +43,7 @@ def dump(
     using: str = DEFAULT_DB_ALIAS,
     mappers: dict[str, Mapper] | None = None,
     progress: Progress | None = None,
+    on_batch: OnBatch | None = None,
 ) -> DumpSummary:
     """Write the rows of ``dataset`` (``"name:args"``) or of ``specs`` to ``output``.
 
@@ -51,6 +53,9 @@ def dump(
     the application writes is one consistent state. A path is written to a temporary file
     beside it and renamed when the dump is complete, so a failed dump never leaves a file
     that looks whole; ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
+
+    ``progress`` gets a line per spec; ``on_batch(label, done)`` is called after each batch
+    of a spec's rows with the spec's model label, for a progress display.
     """
     if isinstance(dataset, str):
         name, args = parse(dataset)
@@ -73,7 +78,7 @@ def dump(
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):
-        counts = _write(stream, header, resolved, using, mappers or {}, progress)
+        counts = _write(stream, header, resolved, using, mappers or {}, progress, on_batch)
     return DumpSummary(resolved, counts)
 
 
@@ -124,6 +129,7 @@ def _write(
     using: str,
     mappers: dict[str, Mapper],
     progress: Progress | None,
+    on_batch: OnBatch | None,
 ) -> list[int]:
     writer = DumpWriter(stream, header, conf.signing_key())
 
@@ -138,6 +144,10 @@ def _write(
         serializer = RowSerializer(spec.get_model(), using)
         for data in serializer.rows(spec.queryset(using), batch_size):
             emit(data)
+            if on_batch and (writer.count - before) % batch_size == 0:
+                on_batch(spec.model, writer.count - before)
+        if on_batch:
+            on_batch(spec.model, writer.count - before)
         if progress:
             progress(f"{spec.model}: {writer.count - before:,} objects")
     writer.close()

@@ -52,9 +52,13 @@ class Writable(Protocol):
     def write(self, text: str, /) -> Any: ...
 
 
+#: One encoder for every object: json.dumps() would build a new one per call.
+_ENCODER = DjangoJSONEncoder(ensure_ascii=False)
+
+
 def encode_object(obj: dict[str, Any]) -> str:
     """One object as its dump line: Django's JSON serializer encoding, on one line."""
-    return json.dumps(obj, cls=DjangoJSONEncoder, ensure_ascii=False)
+    return _ENCODER.encode(obj)
 
 
 def open_output(path: str | Path) -> IO[str]:
@@ -157,9 +161,9 @@ class DumpWriter:
 
 
 class DumpReader:
-    """Reads a dump as a stream; :meth:`objects` verifies count and digest at the end.
+    """Reads a dump as a stream; :meth:`batches` verifies count and digest at the end.
 
-    ``header`` is available once the reader is created. Iterate :meth:`objects` once;
+    ``header`` is available once the reader is created. Iterate :meth:`batches` once;
     it raises DumpFormatError for anything malformed, truncated or edited. With
     ``signing_key``, it raises UntrustedDumpError at the end for a dump that is not signed
     with that key.
@@ -179,7 +183,7 @@ class DumpReader:
             raise self._error(f"cannot be read ({exc}). Dump it again.") from exc
         if not first:
             raise self._error("the file is empty; the dump failed or was cut off. Dump it again.")
-        #: Objects per spec, in spec order; known once :meth:`objects` has been read to the end.
+        #: Objects per spec, in spec order; known once :meth:`batches` has been read to the end.
         self.spec_counts: list[int] | None = None
         self._in_memory: dict[str, Any] | None = None
         if first.startswith('{"format": ') and first.rstrip("\n").endswith(_OBJECTS_OPEN):
@@ -241,13 +245,14 @@ class DumpReader:
             created=data.get("created"),
         )
 
-    def objects(self) -> Iterator[dict[str, Any]]:
-        """Every object in file order; raises DumpFormatError on the first defect."""
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        """Every object in file order, in lists of up to 1,000; DumpFormatError on a defect."""
         if self._in_memory is not None:
-            yield from self._objects_in_memory(self._in_memory)
+            objects = list(self._objects_in_memory(self._in_memory))
+            for start in range(0, len(objects), _BATCH_LINES):
+                yield objects[start : start + _BATCH_LINES]
         else:
-            for batch in self._batches():
-                yield from batch
+            yield from self._batches()
 
     def _objects_in_memory(self, data: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if "format" in data:

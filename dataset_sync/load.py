@@ -55,6 +55,7 @@ from dataset_sync.errors import (
 )
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.guards import DeleteLimit, rows_outside
+from dataset_sync.progress import OnBatch
 from dataset_sync.save_as_new import NewKeys
 from dataset_sync.specs import Spec
 from dataset_sync.table import Row, Table, describe, python_type
@@ -198,6 +199,7 @@ def load(
     signals: bool = False,
     progress: Progress | None = None,
     lock_timeout: float | None = None,
+    on_batch: OnBatch | None = None,
 ) -> LoadReport:
     """Apply one or more dumps to the database ``using``, all in one transaction.
 
@@ -220,6 +222,10 @@ def load(
     The transaction holds the database's load lock (see :mod:`dataset_sync.locking`), so a
     second load into the same database waits for this one; ``lock_timeout`` is how many
     seconds it waits at most (None: as long as it takes) before LockTimeoutError.
+
+    ``progress`` gets a line per object written or deleted; ``on_batch(label, done)`` is
+    called after each batch read from a dump (labelled with its name) and written to a
+    model (labelled with the model's), for a progress display.
     """
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
@@ -231,7 +237,9 @@ def load(
                 # Reading every dump before the transaction starts keeps a bad file from
                 # taking locks; the spools of the dumps read before a bad one are closed.
                 for index, dump in enumerate(dumps):
-                    plans.append(_read(dump, Path(spool_dir) / str(index), trust_dump_specs))
+                    plans.append(
+                        _read(dump, Path(spool_dir) / str(index), trust_dump_specs, on_batch)
+                    )
                 report.headers = [plan.header for plan in plans]
                 tables = _written_models(plans)
                 with (
@@ -241,7 +249,14 @@ def load(
                     selected = _check_planned_deletions(plans, using, max_delete)
                     for plan in plans:
                         _Apply(
-                            plan, using, ignorenonexistent, allow_cascade, signals, report, progress
+                            plan,
+                            using,
+                            ignorenonexistent,
+                            allow_cascade,
+                            signals,
+                            report,
+                            progress,
+                            on_batch,
                         ).run()
                     if max_delete is not None:
                         deleted = sum(c.deleted + c.cascaded for c in report.counts.values())
@@ -359,7 +374,9 @@ class _Plan:
             spool.close()
 
 
-def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
+def _read(
+    dump: DumpSource, spool_dir: Path, trust_dump_specs: bool, on_batch: OnBatch | None
+) -> _Plan:
     name = _name(dump)
     stream = open_input(str(dump)) if isinstance(dump, (str, Path)) else dump
     try:
@@ -386,7 +403,7 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         plan.ordinals = {model: {} for model in flags.varying_models(specs)}
         try:
-            _spool(reader, plan, spool_dir)
+            _spool(reader, plan, spool_dir, on_batch)
         except BaseException:
             plan.close()
             raise
@@ -401,10 +418,26 @@ def _read(dump: DumpSource, spool_dir: Path, trust_dump_specs: bool) -> _Plan:
                 stream.close()
 
 
-def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path) -> None:
+def _spool(reader: DumpReader, plan: _Plan, spool_dir: Path, on_batch: OnBatch | None) -> None:
     # Per label: the model, its primary key field, and the JSON type that field takes as is.
     by_label: dict[str, tuple[type[models.Model], Any, type | None]] = {}
-    for ordinal, data in enumerate(reader.objects()):
+    read = 0
+    for batch in reader.batches():
+        _spool_batch(batch, read, by_label, plan, spool_dir)
+        read += len(batch)
+        if on_batch:
+            on_batch(f"reading {plan.name}", read)
+
+
+def _spool_batch(
+    batch: list[dict[str, Any]],
+    first: int,
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]],
+    plan: _Plan,
+    spool_dir: Path,
+) -> None:
+    """Spool a batch of objects; ``first`` is the position of its first object in the dump."""
+    for ordinal, data in enumerate(batch, start=first):
         label = data["model"]
         known = by_label.get(label)
         if known is None:
@@ -482,8 +515,10 @@ class _Apply:
         signals: bool,
         report: LoadReport,
         progress: Progress | None,
+        on_batch: OnBatch | None,
     ) -> None:
         self.plan = plan
+        self.on_batch = on_batch
         self.signals = signals
         self.using = using
         self.connection = connections[using]
@@ -520,11 +555,15 @@ class _Apply:
             )
             writers.append(writer)
             counts = self.report.model(model._meta.label_lower)
+            done = 0
             for batch in self.plan.spools[model].batches():
                 if self.new_keys:
                     self.new_keys.write(writer, batch, counts)
                 else:
                     writer.write(batch, counts)
+                done += len(batch)
+                if self.on_batch:
+                    self.on_batch(model._meta.label_lower, done)
             if counts.created:
                 self.created_models.add(model)
             if self.progress:

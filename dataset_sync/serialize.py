@@ -11,6 +11,8 @@ pass through as they are, everything else goes through the field's own
 
 from __future__ import annotations
 
+import datetime
+import decimal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,6 +29,12 @@ class _Value:
         setattr(self, attname, value)
 
 
+#: Exact types of the values that the serializer writes as they are ("protected" types).
+_PROTECTED = frozenset(
+    {type(None), bool, int, float, decimal.Decimal, datetime.datetime, datetime.date, datetime.time}
+)
+
+
 def _plain(field: Any) -> Converter:
     attname = field.attname
 
@@ -36,6 +44,16 @@ def _plain(field: Any) -> Converter:
         return field.value_to_string(_Value(attname, value))
 
     return convert
+
+
+def _unchanged(field: Any) -> frozenset[type]:
+    """Exact types of the values that ``_plain(field)`` returns unchanged.
+
+    Protected types, and strings where the field's ``value_to_string()`` is ``str()``.
+    """
+    if type(field).value_to_string is models.Field.value_to_string:
+        return _PROTECTED | {str}
+    return _PROTECTED
 
 
 def _uses_natural_key(model: Any) -> bool:
@@ -67,9 +85,11 @@ class RowSerializer:
         ]
         self.attnames = [self.pk.attname, *(field.attname for field in self.fields)]
         self._convert_pk = _plain(self.pk)
+        self._pk_unchanged = _unchanged(self.pk)
         self._converters = [
             None if self._natural(field) else _plain(field) for field in self.fields
         ]
+        self._unchanged = [_unchanged(field) for field in self.fields]
         self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
 
     def _natural(self, field: Any) -> bool:
@@ -102,16 +122,20 @@ class RowSerializer:
             return
         natural = self._resolve_natural_keys(batch)
         links = self._links([row[0] for row in batch])
+        columns = list(zip(self.fields, self._converters, self._unchanged, strict=True))
         for row in batch:
             fields: dict[str, Any] = {}
-            for field, convert, value in zip(self.fields, self._converters, row[1:], strict=True):
-                if convert is not None:
-                    fields[field.name] = convert(value)
-                else:
+            for (field, convert, unchanged), value in zip(columns, row[1:], strict=True):
+                if convert is None:
                     fields[field.name] = None if value is None else natural[field.attname][value]
+                elif type(value) in unchanged:
+                    fields[field.name] = value
+                else:
+                    fields[field.name] = convert(value)
             for field in self.m2m:
                 fields[field.name] = links[field.name].get(row[0], [])
-            yield {"model": self.label, "pk": self._convert_pk(row[0]), "fields": fields}
+            pk = row[0] if type(row[0]) in self._pk_unchanged else self._convert_pk(row[0])
+            yield {"model": self.label, "pk": pk, "fields": fields}
 
     def _resolve_natural_keys(self, batch: list[tuple[Any, ...]]) -> dict[str, dict[Any, Any]]:
         resolved: dict[str, dict[Any, Any]] = {}

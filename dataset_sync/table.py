@@ -18,7 +18,7 @@ from __future__ import annotations
 import decimal
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
+from dataset_sync.backends import Backend, backend
 from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
 
 Convert = Callable[[Any], Any]
@@ -90,22 +91,32 @@ def python_type(field: models.Field[Any, Any]) -> type | None:
     return None
 
 
-def _db_type(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) -> type | None:
-    """The Python type that ``field.get_db_prep_save()`` returns unchanged, if there is one."""
+def _db_path(
+    field: models.Field[Any, Any], connection: BaseDatabaseWrapper
+) -> tuple[type | None, Convert | None]:
+    """The Python type whose values (and None) ``field.get_db_prep_save()`` only hands to a
+    connection hook, and that hook, or None where the values pass unchanged."""
     target = field
     if isinstance(field, models.ForeignKey):
         if not _stock(field, models.ForeignKey):
-            return None
+            return None, None
         target = field.target_field
     ops = type(connection.ops)
     for base, type_, hook in _PASS_THROUGH:
         if _stock(target, base):
-            if hook and getattr(ops, hook, None) is not getattr(BaseDatabaseOperations, hook, None):
-                return None
-            return type_
+            if hook is None or getattr(ops, hook, None) is getattr(
+                BaseDatabaseOperations, hook, None
+            ):
+                return type_, None
+            if hook == "adapt_integerfield_value":
+                internal_type = target.get_internal_type()
+                return type_, functools.partial(
+                    connection.ops.adapt_integerfield_value, internal_type=internal_type
+                )
+            return type_, getattr(connection.ops, hook)
     if _stock(target, models.DecimalField) and _keeps_decimals(connection):
-        return decimal.Decimal
-    return None
+        return decimal.Decimal, None
+    return None, None
 
 
 def _keeps_decimals(connection: BaseDatabaseWrapper) -> bool:
@@ -114,6 +125,13 @@ def _keeps_decimals(connection: BaseDatabaseWrapper) -> bool:
     probe = decimal.Decimal("0.10")
     adapted: object = connection.ops.adapt_decimalfield_value(probe, 3, 2)
     return adapted is probe
+
+
+def _hooked(types: frozenset[type], hook: Convert, full: Convert) -> Convert:
+    def to_db(value: Any) -> Any:
+        return hook(value) if type(value) in types else full(value)
+
+    return to_db
 
 
 class Column:
@@ -129,9 +147,14 @@ class Column:
         #: For everything else; a foreign key converts as its target field does.
         self.to_python: Convert = field.to_python
         #: Python values of these types are already database parameters.
-        db_type = _db_type(field, connection)
-        self.db_types = frozenset() if db_type is None else frozenset({db_type, type(None)})
+        self.db_types: frozenset[type] = frozenset()
+        #: For everything else.
         self.to_db: Convert = functools.partial(field.get_db_prep_save, connection=connection)
+        db_type, hook = _db_path(field, connection)
+        if db_type is not None and hook is None:
+            self.db_types = frozenset({db_type, type(None)})
+        elif db_type is not None and hook is not None:
+            self.to_db = _hooked(frozenset({db_type, type(None)}), hook, self.to_db)
         col = field.get_col(field.model._meta.db_table)
         # What a values_list() query applies to this column, in the same order.
         self.from_db = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
@@ -176,11 +199,64 @@ class Table:
         #: The attnames of the non-pk columns, in the order existing rows are read.
         self.attnames = tuple(column.attname for column in self.by_name.values())
         self.db_table = connection.ops.quote_name(meta.db_table)
+        self.backend = backend(connection)
         self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
+        # The fields of a dumped object, in the order the dumper writes them, and how each
+        # column's values convert (a foreign key may hold a natural key).
+        self._layout = (*self.by_name, *self.m2m)
+        self._plan = [
+            (
+                column.attname,
+                column.python_type,
+                functools.partial(self._related_from_json, column)
+                if column.field.remote_field is not None
+                else column.to_python,
+            )
+            for column in self.by_name.values()
+        ]
 
     def pk_from_json(self, raw: Any) -> Any:
         column = self.pk_column
         return raw if type(raw) is column.python_type else column.to_python(raw)
+
+    def convert_all(self, batch: list[dict[str, Any]]) -> list[Row]:
+        """:meth:`convert` every object of ``batch``.
+
+        An object with every field, in the order the dumper writes them, takes a shorter
+        path; any other object, and one whose values fail that path, takes the full one,
+        which names what is wrong.
+        """
+        rows = []
+        layout = self._layout
+        plan = self._plan
+        for data in batch:
+            fields = data.get("fields")
+            if type(fields) is dict and tuple(fields) == layout:
+                try:
+                    # Many-to-many fields come after the columns, so zip() stops before them.
+                    values = {
+                        attname: raw if raw is None or type(raw) is plain else to_python(raw)
+                        for (attname, plain, to_python), raw in zip(
+                            plan, fields.values(), strict=False
+                        )
+                    }
+                    m2m = {
+                        name: self._targets(field, fields[name], None)
+                        for name, field in self.m2m.items()
+                    }
+                except (ValidationError, _MissingNaturalKeyError):
+                    pass
+                else:
+                    rows.append(Row(self.pk_from_json(data["pk"]), values, m2m))
+                    continue
+            rows.append(self.convert(data))
+        return rows
+
+    def _related_from_json(self, column: Column, raw: Any) -> Any:
+        if isinstance(raw, list):
+            field: Any = column.field
+            return self._natural_key(field.related_model, raw, field.target_field.attname)
+        return column.to_python(raw)
 
     def convert(self, data: dict[str, Any]) -> Row:
         """Turn a serialized object into Python values, as Django's deserializer would."""
@@ -257,12 +333,12 @@ class Table:
         """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
         return {
             values[0]: values[1:]
-            for values in select(self.connection, self.model, self.columns, self.pk_column, pks)
+            for values in select(self.backend, self.model, self.columns, self.pk_column, pks)
         }
 
 
 def select(
-    connection: BaseDatabaseWrapper,
+    backend: Backend,
     model: type[models.Model],
     columns: Sequence[Column],
     where: Column,
@@ -274,10 +350,11 @@ def select(
     converted rows. The query is written here because building it through the ORM, a
     thousand values at a time, cost more than running it.
     """
+    connection = backend.connection
     quote = connection.ops.quote_name
     select = (
         f"SELECT {', '.join(quote(column.column) for column in columns)}"
-        f" FROM {quote(model._meta.db_table)} WHERE {quote(where.column)} IN "
+        f" FROM {quote(model._meta.db_table)} WHERE "
     )
     converters = [
         (index, column.from_db, column.expression)
@@ -286,8 +363,8 @@ def select(
     ]
     found: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        for chunk in chunks([where.db(value) for value in values], _max_params(connection)):
-            cursor.execute(select + f"({', '.join(['%s'] * len(chunk))})", chunk)
+        for condition, params in backend.in_list(where.column, [where.db(v) for v in values]):
+            cursor.execute(select + condition, params)
             fetched = cursor.fetchall()
             if converters:
                 for row in fetched:
@@ -301,14 +378,3 @@ def select(
             else:
                 found.extend(fetched)
     return found
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """``items`` in slices of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _max_params(connection: BaseDatabaseWrapper) -> int:
-    limit = connection.features.max_query_params
-    return min(limit, 1000) if limit else 1000

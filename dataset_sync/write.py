@@ -86,7 +86,7 @@ class TableWriter:
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
-        rows = [table.convert(data) for data in batch]
+        rows = table.convert_all(batch)
         if self.prepare is not None:
             self.prepare(rows)
         self._record_references(rows)
@@ -107,17 +107,7 @@ class TableWriter:
                 created_pks = {row.pk for row in created}
                 linked = {pk for _name, add, remove in links for pk, _target in (*add, *remove)}
                 updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
-                if self.signals:
-                    written = [row for row in rows if row.pk in created_pks or row.pk in updated]
-                    instances = [(self._instance(row), row.pk in created_pks) for row in written]
-                    for instance, _created in instances:
-                        pre_save.send(
-                            table.model,
-                            instance=instance,
-                            raw=True,
-                            using=self.using,
-                            update_fields=None,
-                        )
+                instances = self._pre_save(rows, created_pks, updated) if self.signals else []
                 self._insert(inserts)
                 self._update(updates)
         except DatabaseError as exc:
@@ -125,22 +115,20 @@ class TableWriter:
         for pk in reinserted:
             del self.vacated[pk]
         self._link(links)
-        if self.signals:
-            for instance, was_created in instances:
-                post_save.send(
-                    table.model,
-                    instance=instance,
-                    created=was_created,
-                    raw=True,
-                    using=self.using,
-                    update_fields=None,
-                )
-        inserts = created
-        counts.created += len(inserts)
+        for instance, was_created in instances:
+            post_save.send(
+                table.model,
+                instance=instance,
+                created=was_created,
+                raw=True,
+                using=self.using,
+                update_fields=None,
+            )
+        counts.created += len(created)
         counts.updated += len(updated)
-        counts.unchanged += len(rows) - len(inserts) - len(updated)
+        counts.unchanged += len(rows) - len(created) - len(updated)
         if self.progress:
-            for row in inserts:
+            for row in created:
                 self.progress(f"created {describe(table.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 self.progress(f"updated {describe(table.model, pk)}")
@@ -264,11 +252,6 @@ class TableWriter:
         table = self.table
         columns = table.columns
         defaults = {column.attname: column.field.get_default() for column in columns[1:]}
-        sql = (
-            f"INSERT INTO {table.db_table}"
-            f" ({', '.join(self.quote(column.column) for column in columns)})"
-            f" VALUES ({', '.join(['%s'] * len(columns))})"
-        )
         pk_db = table.pk_column.db
         # Per column: the types whose values are their own parameters, and the conversion.
         plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
@@ -288,8 +271,9 @@ class TableWriter:
                     ],
                 ]
             )
-        with self.connection.cursor() as cursor:
-            cursor.executemany(sql, params)
+        table.backend.insert(
+            table.model._meta.db_table, [column.column for column in columns], params
+        )
 
     def _update(self, rows: list[Row]) -> None:
         table = self.table
@@ -324,7 +308,11 @@ class TableWriter:
             source, target = self._link_columns(field)
             current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
             pairs = select(
-                self.connection, field.remote_field.through, [source, target], source, list(current)
+                self.table.backend,
+                field.remote_field.through,
+                [source, target],
+                source,
+                list(current),
             )
             for source_pk, target_pk in pairs:
                 current[source_pk].add(target_pk)
@@ -362,28 +350,45 @@ class TableWriter:
                 continue
             field = self.table.m2m[name]
             source, target = self._link_columns(field)
-            table = self.quote(field.remote_field.through._meta.db_table)
+            through = field.remote_field.through._meta.db_table
             columns = (self.quote(source.column), self.quote(target.column))
             try:
-                with transaction.atomic(using=self.using), self.connection.cursor() as cursor:
+                with transaction.atomic(using=self.using):
                     if add:
-                        cursor.executemany(
-                            f"INSERT INTO {table} ({columns[0]}, {columns[1]}) VALUES (%s, %s)",
+                        self.table.backend.insert(
+                            through,
+                            [source.column, target.column],
                             [(source.db(pk), target.db(other)) for pk, other in add],
                         )
                     if remove:
-                        cursor.executemany(
-                            f"DELETE FROM {table} WHERE {columns[0]} = %s AND {columns[1]} = %s",
-                            [(source.db(pk), target.db(other)) for pk, other in remove],
-                        )
+                        with self.connection.cursor() as cursor:
+                            cursor.executemany(
+                                f"DELETE FROM {self.quote(through)}"
+                                f" WHERE {columns[0]} = %s AND {columns[1]} = %s",
+                                [(source.db(pk), target.db(other)) for pk, other in remove],
+                            )
             except DatabaseError as exc:
                 raise LoadIntegrityError(
                     f"{self.table.source}: {self.table.label}: setting '{name}' failed: {exc}"
                 ) from exc
 
-    def _instance(self, row: Row) -> models.Model:
-        """The instance that signal receivers get, built from the dumped values."""
-        return self.table.model(pk=row.pk, **row.values)
+    def _pre_save(
+        self, rows: list[Row], created: set[Any], updated: set[Any]
+    ) -> list[tuple[models.Model, bool]]:
+        """Send pre_save for the rows about to be written; return their instances for post_save.
+
+        Receivers get instances built from the dumped values, as loaddata's do.
+        """
+        instances = [
+            (self.table.model(pk=row.pk, **row.values), row.pk in created)
+            for row in rows
+            if row.pk in created or row.pk in updated
+        ]
+        for instance, _created in instances:
+            pre_save.send(
+                self.table.model, instance=instance, raw=True, using=self.using, update_fields=None
+            )
+        return instances
 
     def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
         """Name the row and field behind a database error, looking for duplicated keys."""

@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -309,3 +310,69 @@ def test_signals_option_sends_raw_saves(tmp_path):
         post_save.disconnect(dispatch_uid="test-signals-option")
 
     assert received == [("testapp.choice", choice.pk, True, True)]
+
+
+class Terminal(io.StringIO):
+    """Stands in for a terminal: a stream whose isatty() is true."""
+
+    def isatty(self):
+        return True
+
+
+def run_on_terminal(*args):
+    out, err = io.StringIO(), Terminal()
+    call_command(*args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def progress_lines(err):
+    r"""The last state of every progress line, without the rate (which depends on time)."""
+    return [
+        re.sub(r", [\d,]+ rows/s$", "", line.rsplit("\r", 1)[-1])
+        for line in err.split("\n")
+        if line.startswith("\r")
+    ]
+
+
+def test_progress_on_a_terminal_shows_rows_per_model(tmp_path, settings):
+    settings.DATASET_SYNC_BATCH_SIZE = 2
+    make_source()
+    path = tmp_path / "dump.json"
+
+    _out, err = run_on_terminal("dumpdata-spec", "authors:1", "-o", str(path))
+
+    assert progress_lines(err) == [
+        "testapp.choice: 6 rows",
+        "testapp.review: 2 rows",
+        "testapp.question: 2 rows",
+        "testapp.author: 1 rows",
+        "testapp.tag: 2 rows",
+        "testapp.category: 1 rows",
+    ]
+    assert err.split("\n")[-2] == "Dumped 14 objects of authors:1."
+    assert re.search(r"\rtestapp\.choice: 4 rows(, [\d,]+ rows/s)?\r", err)
+
+    out, err = run_on_terminal("loaddata-spec", str(path), "--database", "target")
+
+    assert progress_lines(err) == [
+        f"reading {path}: 14 rows",
+        "testapp.category: 1 rows",
+        "testapp.tag: 2 rows",
+        "testapp.author: 1 rows",
+        "testapp.question: 2 rows",
+        "testapp.choice: 6 rows",
+        "testapp.review: 2 rows",
+    ]
+    assert summary(out)[0][-1] == f"Changed 14 rows ({path})."
+
+
+def test_progress_stays_off_without_a_terminal_and_at_verbosity_zero(tmp_path):
+    make_source()
+    path = tmp_path / "dump.json"
+    assert run("dumpdata-spec", "authors:1", "-o", str(path)) == (
+        "",
+        "Dumped 14 objects of authors:1.\n",
+    )
+    assert run_on_terminal("dumpdata-spec", "authors:1", "-o", str(path), "-v0") == ("", "")
+    assert run("loaddata-spec", str(path), "--database", "target")[1] == ""
+    assert run_on_terminal("loaddata-spec", str(path), "--database", "target", "-v0") == ("", "")

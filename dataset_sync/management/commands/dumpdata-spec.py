@@ -7,6 +7,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from dataset_sync.dump import dump
 from dataset_sync.errors import DatasetSyncError
+from dataset_sync.progress import TerminalProgress
 
 
 class Command(BaseCommand):
@@ -29,15 +30,21 @@ class Command(BaseCommand):
     def handle(
         self, *, dataset: str, output: str | None, database: str, verbosity: int, **options: Any
     ) -> None:
-        progress = self.stderr.write if verbosity >= 2 else None
+        # Rows and rates only on a terminal: logs and pipes get the summary alone.
+        meter = TerminalProgress(self.stderr) if verbosity >= 1 and self.stderr.isatty() else None
+        progress = (meter.line if meter else self.stderr.write) if verbosity >= 2 else None
         try:
             summary = dump(
                 dataset,
                 output=output or self.stdout,
                 using=database,
                 progress=progress,
+                on_batch=meter,
             )
         except DatasetSyncError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        finally:
+            if meter:
+                meter.close()
         if verbosity >= 1:
             self.stderr.write(f"Dumped {summary.count:,} objects of {dataset}.")

@@ -10,6 +10,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from dataset_sync.errors import EXIT_NOTHING_TO_DO, DatasetSyncError
 from dataset_sync.guards import DeleteLimit
 from dataset_sync.load import LoadReport, load
+from dataset_sync.progress import TerminalProgress
 
 
 def _delete_limit(text: str) -> DeleteLimit:
@@ -112,7 +113,11 @@ class Command(BaseCommand):
         verbosity: int,
         **options: Any,
     ) -> None:
-        progress = self.stderr.write if verbosity >= 2 and not as_json else None
+        # Rows and rates only on a terminal: logs and pipes get the summary alone.
+        terminal = verbosity >= 1 and not as_json and self.stderr.isatty()
+        meter = TerminalProgress(self.stderr) if terminal else None
+        lines = meter.line if meter else self.stderr.write
+        progress = lines if verbosity >= 2 and not as_json else None
         try:
             report = load(
                 *dumps,
@@ -125,11 +130,15 @@ class Command(BaseCommand):
                 signals=signals,
                 progress=progress,
                 lock_timeout=lock_timeout,
+                on_batch=meter,
             )
         except DatasetSyncError as exc:
             failed = exc.report or LoadReport(sources=dumps, dry_run=dry_run)
             self._report(failed, exc.exit_code, exc, as_json, verbosity)
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
+        finally:
+            if meter:
+                meter.close()
         exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and not report.changed else 0
         self._report(report, exit_code, None, as_json, verbosity)
         if exit_code:
