@@ -7,8 +7,7 @@ feincms3-data reads and writes the ``default`` database only. Each scenario ther
 2. empties both databases (sequences reset, so both hand out the same new keys) and builds
    the same target state on each;
 3. loads feincms3-data's dump with feincms3-data into ``default``, and a dump with
-   dataset_sync into ``target`` (its own dump, and feincms3-data's through
-   ``loaddata-spec``);
+   ``loaddata-spec`` into ``target`` (dataset_sync's own dump, or feincms3-data's);
 4. compares every row of every test app table on the two databases.
 
 Where dataset_sync deliberately differs, the scenario says how, and asserts both outcomes.
@@ -55,11 +54,12 @@ def _empty(alias: str) -> None:
     ContentType.objects.clear_cache()
 
 
-def differential(tmp_path, specs, source: State, target: State, via: str) -> None:
-    """Run ``specs`` through both tools from ``source`` into ``target``; compare the rows.
+def run_both(tmp_path, specs, source: State, target: State, via: str) -> tuple[Any, Any, Any]:
+    """Run ``specs`` through both tools from ``source`` into ``target``.
 
-    ``via`` picks what dataset_sync loads: its own dump through ``load()``, or
-    feincms3-data's dump through ``loaddata-spec``.
+    Returns the target state before, feincms3-data's result on ``default`` and dataset_sync's
+    on ``target``. ``via`` picks what dataset_sync loads: its own dump through
+    ``loaddata-spec``, or feincms3-data's dump.
     """
     _empty("default")
     source("default")
@@ -75,13 +75,16 @@ def differential(tmp_path, specs, source: State, target: State, via: str) -> Non
     assert rows("default") == before
 
     f3.load_dump(json.loads(f3_data))
-    if via == "dataset_sync":
-        run("loaddata-spec", str(ours), "--database", "target")
-    else:
-        run("loaddata-spec", str(theirs), "--database", "target")
+    run("loaddata-spec", str(ours if via == "dataset_sync" else theirs), "--database", "target")
 
-    assert rows("target") == rows("default")
-    assert rows("target") != before, "neither load changed anything: the scenario proves nothing"
+    return before, rows("default"), rows("target")
+
+
+def differential(tmp_path, specs, source: State, target: State, via: str) -> None:
+    """Both tools leave equal rows, and the load changed something."""
+    before, theirs, ours = run_both(tmp_path, specs, source, target, via)
+    assert ours == theirs
+    assert ours != before, "neither load changed anything: the scenario proves nothing"
 
 
 def nothing(alias: str) -> None:
@@ -438,3 +441,46 @@ def test_save_as_new_children_of_a_parent_kept_under_its_key(tmp_path, via):
         },
     ]
     differential(tmp_path, specs, make_source, outdated, via)
+
+
+def test_specs_of_one_model_with_different_flags(tmp_path):
+    """Difference: in a dataset_sync dump each object follows the spec that selected it.
+
+    feincms3-data copies every question once any spec of the model says save_as_new, so
+    question 1 is copied too; dataset_sync overwrites it under its key, as its spec says. A
+    feincms3-data dump does not say which spec selected what, so loaddata-spec follows
+    feincms3-data there.
+    """
+    specs = [
+        {"model": "testapp.question", "filter": {"pk": 1}},
+        {"model": "testapp.question", "filter": {"pk": 2}, "save_as_new": True},
+    ]
+    differential(tmp_path, specs, make_source, outdated, "feincms3-data dump")
+
+    _before, theirs, ours = run_both(tmp_path, specs, make_source, outdated, "dataset_sync")
+
+    f3_texts = [(row[0], row[3]) for row in theirs["testapp.question"]]
+    differential_texts = [(row[0], row[3]) for row in ours["testapp.question"]]
+    assert f3_texts[0] == (1, "stale")
+    assert f3_texts[-2:] == [(6, "Q1.0"), (7, "Q1.1")]
+    assert differential_texts[0] == (1, "Q1.0")
+    assert differential_texts[-1] == (6, "Q1.1")
+
+
+def test_feincms3_data_loads_a_dataset_sync_dump(tmp_path):
+    """Going back stays possible: feincms3-data's loader reads dataset_sync's dumps."""
+    _empty("default")
+    make_source("default")
+    path = tmp_path / "dump.json"
+    dump(specs=AUTHORS, output=path)
+    expected = rows("default")
+    for alias in ("default", "target"):
+        _empty(alias)
+        outdated(alias)
+
+    f3.load_dump(json.loads(path.read_text()))
+    load(path, using="target")
+
+    assert rows("default") == rows("target")
+    for label in ("testapp.question", "testapp.choice", "testapp.review"):
+        assert rows("target")[label] == expected[label]
