@@ -28,7 +28,11 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError
 
 from dataset_sync import dump, load
-from dataset_sync.errors import DeletionProtectedError, InconsistentModelError
+from dataset_sync.errors import (
+    DeletionProtectedError,
+    InconsistentModelError,
+    LoadIntegrityError,
+)
 from testapp.models import (
     Article,
     Author,
@@ -484,3 +488,39 @@ def test_feincms3_data_loads_a_dataset_sync_dump(tmp_path):
     assert rows("default") == rows("target")
     for label in ("testapp.question", "testapp.choice", "testapp.review"):
         assert rows("target")[label] == expected[label]
+
+
+def test_a_cascade_to_rows_the_dump_holds_is_refused(tmp_path):
+    """Difference: feincms3-data loses the dumped choices; dataset_sync refuses the load.
+
+    The question was renamed on the source, so the question spec no longer selects it and
+    its delete_missing deletes it on the target; its choices are in the dump through their
+    own spec, and the cascade would take them.
+    """
+    specs = [
+        {"model": "testapp.question", "filter": {"text__startswith": "Q"}, "delete_missing": True},
+        {"model": "testapp.choice", "filter": {"question__author": 1}},
+    ]
+    _empty("default")
+    make_source("default")
+    Question.objects.filter(text="Q1.0").update(text="renamed")
+    f3_data = json.loads(f3.dump_specs(specs))
+    path = tmp_path / "dump.json"
+    dump(specs=specs, output=path)
+    for alias in ("default", "target"):
+        _empty(alias)
+        make_source(alias)
+    before = rows("target")
+    lost = Choice.objects.filter(question__text="Q1.0").order_by("pk")
+
+    f3.load_dump(f3_data)
+    assert lost.count() == 0
+    with pytest.raises(LoadIntegrityError) as excinfo:
+        load(path, using="target")
+
+    assert str(excinfo.value) == (
+        f"{path}: testapp.choice(pk=1) is in the dump, but deleting rows missing from the dump"
+        " cascaded to it. Add the rows it depends on to the dataset, or narrow the"
+        " delete_missing filter."
+    )
+    assert rows("target") == before
