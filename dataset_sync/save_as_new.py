@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, models, transaction
 
 from dataset_sync.errors import InvalidSpecError, LoadIntegrityError
 from dataset_sync.flags import Governing
@@ -61,10 +61,13 @@ class NewKeys:
         self._fixes: list[tuple[Model, Any, str, Model, Any]] = []
         # (model, old row pk, m2m field, related model, old target pk): links to add at the end.
         self._links: list[tuple[Model, Any, Any, Model, Any]] = []
+        copied = {model for model in dumped if governing.any_spec(model, "save_as_new")}
         # Parents come before their children, whose keys follow their parents'.
         for model in sorted(dumped, key=lambda model: len(model._meta.get_parent_list())):
             parent = _parent(model)
             inherited = self.new.get(parent, set()) if parent is not None else set()
+            if model not in copied and not inherited:
+                continue
             new = set()
             for pk in dumped[model]:
                 if pk in inherited:
@@ -164,14 +167,12 @@ class NewKeys:
         table = writer.table
         model = table.model
         objs = [model(**row.values) for row in rows]
-        connection = connections[self.using]
         try:
             with transaction.atomic(using=self.using):
-                if connection.features.can_return_rows_from_bulk_insert:
-                    model._base_manager.using(self.using).bulk_create(objs)
-                else:
-                    for obj in objs:
-                        obj.save_base(raw=True, force_insert=True, using=self.using)
+                for obj in objs:
+                    # raw, as loaddata saves: no parents, no auto_now, the dumped values as
+                    # they are; the database hands out the primary key.
+                    obj.save_base(raw=True, force_insert=True, using=self.using)
         except DatabaseError as exc:
             raise self._explain(model, rows, exc) from exc
         for row, obj in zip(rows, objs, strict=True):
