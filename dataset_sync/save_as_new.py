@@ -32,7 +32,7 @@ from dataset_sync.write import _unique_field_sets as unique_field_sets
 Model = type[models.Model]
 
 
-def _parent(model: Model) -> Model | None:
+def parent_row_model(model: Model) -> Model | None:
     """The model whose row a multi-table inheritance child's primary key points at."""
     pk: Any = model._meta.pk
     if pk is not None and pk.remote_field is not None and pk.remote_field.parent_link:
@@ -64,7 +64,7 @@ class NewKeys:
         copied = {model for model in dumped if governing.any_spec(model, "save_as_new")}
         # Parents come before their children, whose keys follow their parents'.
         for model in sorted(dumped, key=lambda model: len(model._meta.get_parent_list())):
-            parent = _parent(model)
+            parent = parent_row_model(model)
             inherited = self.new.get(parent, set()) if parent is not None else set()
             if model not in copied and not inherited:
                 continue
@@ -104,7 +104,7 @@ class NewKeys:
 
     def remap(self, model: Model, rows: list[Row]) -> None:
         """Rewrite the references of ``rows`` to new objects; placeholders where not yet known."""
-        parent = _parent(model)
+        parent = parent_row_model(model)
         relations: list[tuple[str, Model]] = []
         for field in model._meta.local_concrete_fields:
             related: Any = field.related_model
@@ -145,7 +145,7 @@ class NewKeys:
     def write(self, writer: TableWriter, batch: list[dict[str, Any]], counts: Any) -> None:
         """Write a batch: objects kept under their keys by ``writer``, new ones by insert()."""
         model = writer.table.model
-        if model not in self.new or _parent(model) is not None:
+        if model not in self.new or parent_row_model(model) is not None:
             # A new multi-table child's key is its new parent's: prepare() sets it.
             writer.write(batch, counts)
             return
