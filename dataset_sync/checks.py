@@ -6,6 +6,9 @@ dataset_sync.E002  a spec names a model that is not installed
 dataset_sync.E003  a spec has an unknown key, a value of the wrong shape, or a flag naming
                    a field that cannot take it
 dataset_sync.E004  a spec's filter names a field the model does not have
+dataset_sync.E005  save_as_new cannot be done as declared: a multi-table inheritance child
+                   is copied without its parent row, or a delete_missing map names a model
+                   that no spec copies
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from django.core import checks
 from django.core.exceptions import FieldError
 
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
+from dataset_sync.flags import concrete
 from dataset_sync.registry import datasets
+from dataset_sync.save_as_new import parent_row_model
 from dataset_sync.specs import Spec, to_spec
 
 
@@ -45,8 +50,10 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
             continue
-        for raw in raw_specs:
-            errors.extend(_check_spec(name, raw))
+        spec_errors = [error for raw in raw_specs for error in _check_spec(name, raw)]
+        errors.extend(spec_errors)
+        if not spec_errors:
+            errors.extend(_check_copies(name, [to_spec(raw) for raw in raw_specs]))
     return errors
 
 
@@ -70,6 +77,35 @@ def _check_spec(name: str, raw: Any) -> list[checks.CheckMessage]:
     except InvalidSpecError as exc:
         return [checks.Error(f"Dataset '{name}': {exc}", id="dataset_sync.E003")]
     return _check_filter(name, spec, model)
+
+
+def _check_copies(name: str, specs: list[Spec]) -> list[checks.CheckMessage]:
+    """What would make a load of this dataset fail on save_as_new, whatever the rows."""
+    copied = {concrete(spec) for spec in specs if spec.save_as_new}
+    errors: list[checks.CheckMessage] = []
+    for spec in specs:
+        parent = parent_row_model(concrete(spec))
+        if spec.save_as_new and parent is not None and parent not in copied:
+            label = parent._meta.label_lower
+            errors.append(
+                checks.Error(
+                    f"Dataset '{name}': {spec.model} is saved as new, but its {label} rows,"
+                    " whose keys it shares, are not.",
+                    hint=f"Add a {label} spec with save_as_new.",
+                    id="dataset_sync.E005",
+                )
+            )
+        for lookup, label in spec.delete_missing_map:
+            if concrete(Spec(label)) not in copied:
+                errors.append(
+                    checks.Error(
+                        f"Dataset '{name}': the delete_missing map of {spec.model} rewrites"
+                        f" '{lookup}' to new keys of {label}, which no spec saves as new.",
+                        hint=f"Give the {label} spec save_as_new, or drop the map.",
+                        id="dataset_sync.E005",
+                    )
+                )
+    return errors
 
 
 def _check_filter(name: str, spec: Spec, model: Any) -> list[checks.CheckMessage]:

@@ -3,7 +3,8 @@
 A model may have several specs, with different flags. Each object is written once, under
 the flags of the first spec that selected it; the dump's trailer (``spec_counts``) says which
 spec that was. feincms3-data's dumps have no trailer: there, as in feincms3-data, the first
-spec of a model governs all of its objects.
+spec of a model governs all of its objects, except that they are all saved as new when any
+spec of the model says so.
 
 ``ignore_missing_m2m`` and ``defer_values`` are applied here, to rows converted by
 :class:`~dataset_sync.write.Table` before they are written.
@@ -12,6 +13,7 @@ spec of a model governs all of its objects.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -54,9 +56,13 @@ class Governing:
         ordinals: Mapping[Model, Mapping[Any, int]],
     ) -> None:
         self.specs = specs
+        # Without spec_counts, as in feincms3-data: the flags of a model's first spec, but
+        # save_as_new when any spec of the model sets it.
         self._first: dict[Model, Spec] = {}
         for spec in specs:
-            self._first.setdefault(concrete(spec), spec)
+            first = self._first.setdefault(concrete(spec), spec)
+            if spec.save_as_new and not first.save_as_new:
+                self._first[concrete(spec)] = dataclasses.replace(first, save_as_new=True)
         self._ends = list(itertools.accumulate(spec_counts)) if spec_counts else None
         self._ordinals = ordinals
 

@@ -550,7 +550,7 @@ class _Apply:
                 dumped=kept_keys,
                 delete_stale=functools.partial(self._delete_stale, model),
                 signals=self.signals,
-                prepare=functools.partial(self._prepare, model),
+                prepare=self._preparer(model),
                 unchecked_links=self.unchecked_links,
             )
             writers.append(writer)
@@ -581,13 +581,26 @@ class _Apply:
         if self.created_models and not self.report.dry_run:
             self._reset_sequences()
 
-    def _prepare(self, model: type[models.Model], rows: list[Row]) -> None:
-        """Apply the load flags of the specs governing ``rows``."""
-        self.unchecked_links.update(
-            flags.drop_missing_links(rows, model, self.governing, self.plan.pks, self.using)
-        )
-        self.deferred.defer(rows, model, self.governing, self.using, self.new_keys.is_new)
-        self.new_keys.remap(model, rows)
+    def _preparer(self, model: type[models.Model]) -> Callable[[list[Row]], None] | None:
+        """What applies the load flags to ``model``'s rows; None when no flag concerns them."""
+        specs = [spec for spec in self.plan.specs if flags.concrete(spec) is model]
+        lenient = any(spec.ignore_missing_m2m for spec in specs)
+        deferring = any(spec.defer_values for spec in specs)
+        if not (lenient or deferring or self.new_keys):
+            return None
+
+        def prepare(rows: list[Row]) -> None:
+            # ignore_missing_m2m and defer_values work on the dumped keys, so they go first.
+            if lenient:
+                self.unchecked_links.update(
+                    flags.drop_missing_links(rows, model, self.governing, self.plan.pks, self.using)
+                )
+            if deferring:
+                self.deferred.defer(rows, model, self.governing, self.using, self.new_keys.is_new)
+            if self.new_keys:
+                self.new_keys.remap(model, rows)
+
+        return prepare
 
     def _not_new(self, model: type[models.Model]) -> set[Any]:
         """The dumped primary keys of ``model`` that are written under the same key."""

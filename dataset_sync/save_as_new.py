@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, models, transaction
 
 from dataset_sync.errors import InvalidSpecError, LoadIntegrityError
 from dataset_sync.flags import Governing
@@ -33,7 +33,7 @@ from dataset_sync.write import _unique_field_sets as unique_field_sets
 Model = type[models.Model]
 
 
-def _parent(model: Model) -> Model | None:
+def parent_row_model(model: Model) -> Model | None:
     """The model whose row a multi-table inheritance child's primary key points at."""
     pk: Any = model._meta.pk
     if pk is not None and pk.remote_field is not None and pk.remote_field.parent_link:
@@ -62,10 +62,13 @@ class NewKeys:
         self._fixes: list[tuple[Model, Any, str, Model, Any]] = []
         # (model, old row pk, m2m field, related model, old target pk): links to add at the end.
         self._links: list[tuple[Model, Any, Any, Model, Any]] = []
+        copied = {model for model in dumped if governing.any_spec(model, "save_as_new")}
         # Parents come before their children, whose keys follow their parents'.
         for model in sorted(dumped, key=lambda model: len(model._meta.get_parent_list())):
-            parent = _parent(model)
+            parent = parent_row_model(model)
             inherited = self.new.get(parent, set()) if parent is not None else set()
+            if model not in copied and not inherited:
+                continue
             new = set()
             for pk in dumped[model]:
                 if pk in inherited:
@@ -102,7 +105,7 @@ class NewKeys:
 
     def remap(self, model: Model, rows: list[Row]) -> None:
         """Rewrite the references of ``rows`` to new objects; placeholders where not yet known."""
-        parent = _parent(model)
+        parent = parent_row_model(model)
         relations: list[tuple[str, Model]] = []
         for field in model._meta.local_concrete_fields:
             related: Any = field.related_model
@@ -143,7 +146,7 @@ class NewKeys:
     def write(self, writer: TableWriter, batch: list[dict[str, Any]], counts: Any) -> None:
         """Write a batch: objects kept under their keys by ``writer``, new ones by insert()."""
         model = writer.table.model
-        if model not in self.new or _parent(model) is not None:
+        if model not in self.new or parent_row_model(model) is not None:
             # A new multi-table child's key is its new parent's: prepare() sets it.
             writer.write(batch, counts)
             return
@@ -165,14 +168,12 @@ class NewKeys:
         table = writer.table
         model = table.model
         objs = [model(**row.values) for row in rows]
-        connection = connections[self.using]
         try:
             with transaction.atomic(using=self.using):
-                if connection.features.can_return_rows_from_bulk_insert:
-                    model._base_manager.using(self.using).bulk_create(objs)
-                else:
-                    for obj in objs:
-                        obj.save_base(raw=True, force_insert=True, using=self.using)
+                for obj in objs:
+                    # raw, as loaddata saves: no parents, no auto_now, the dumped values as
+                    # they are; the database hands out the primary key.
+                    obj.save_base(raw=True, force_insert=True, using=self.using)
         except DatabaseError as exc:
             raise self._explain(model, rows, exc) from exc
         for row, obj in zip(rows, objs, strict=True):

@@ -141,6 +141,14 @@ class Spec:
                     f"Spec for {self.model}: 'ignore_missing_m2m' names '{name}', which is not"
                     f" a many-to-many field of {self.model}."
                 )
+        for _lookup, label in self.delete_missing_map:
+            try:
+                apps.get_model(label)
+            except (LookupError, ValueError):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: the delete_missing map names '{label}', which is"
+                    " not an installed model."
+                ) from None
         local = {field.name: field for field in model._meta.local_concrete_fields}
         for name in self.defer_values:
             if not isinstance(local.get(name), (models.CharField, models.TextField)):

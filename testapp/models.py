@@ -70,11 +70,13 @@ class Review(models.Model):
 
 
 class Node(models.Model):
-    """A tree: a nullable self reference."""
+    """A tree: a nullable self reference, and links between nodes."""
 
     parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True)
     name = models.CharField(max_length=100)
     data = models.JSONField(default=dict, blank=True)
+    # Many-to-many links between nodes: to rows of a model saved as new, in any order.
+    see_also = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="+")
 
     def __str__(self) -> str:
         return self.name

@@ -108,3 +108,76 @@ def test_check_command_fails_on_broken_datasets():
     for check_id in ("dataset_sync.E002", "dataset_sync.E003", "dataset_sync.E004"):
         assert check_id in message
     assert "HINT: Use an 'app_label.model_name' label of an installed model." in message
+
+
+def test_a_child_copied_without_its_parent_rows(declare):
+    declare(
+        "copies", [{"model": "testapp.item"}, {"model": "testapp.article", "save_as_new": True}]
+    )
+    assert errors() == [
+        (
+            "dataset_sync.E005",
+            "Dataset 'copies': testapp.article is saved as new, but its testapp.item rows, whose"
+            " keys it shares, are not.",
+        )
+    ]
+
+
+def test_a_delete_missing_map_through_a_model_nothing_copies(declare):
+    declare(
+        "copies",
+        [
+            {"model": "testapp.question", "filter": {"pk__in": [1]}},
+            {
+                "model": "testapp.choice",
+                "filter": {"question__in": [1]},
+                "save_as_new": True,
+                "delete_missing": {"map": [("question__in", "testapp.question")]},
+            },
+        ],
+    )
+    assert errors() == [
+        (
+            "dataset_sync.E005",
+            "Dataset 'copies': the delete_missing map of testapp.choice rewrites 'question__in'"
+            " to new keys of testapp.question, which no spec saves as new.",
+        )
+    ]
+
+
+def test_a_delete_missing_map_naming_an_unknown_model(declare):
+    declare(
+        "copies",
+        [
+            {
+                "model": "testapp.choice",
+                "filter": {"question__in": [1]},
+                "delete_missing": {"map": [("question__in", "testapp.gone")]},
+            },
+        ],
+    )
+    assert errors() == [
+        (
+            "dataset_sync.E003",
+            "Dataset 'copies': Spec for testapp.choice: the delete_missing map names"
+            " 'testapp.gone', which is not an installed model.",
+        )
+    ]
+
+
+def test_copies_declared_consistently_pass(declare):
+    declare(
+        "copies",
+        [
+            {"model": "testapp.item", "save_as_new": True},
+            {"model": "testapp.article", "save_as_new": True},
+            {"model": "testapp.question", "filter": {"pk__in": [1]}, "save_as_new": True},
+            {
+                "model": "testapp.choice",
+                "filter": {"question__in": [1]},
+                "save_as_new": True,
+                "delete_missing": {"map": [("question__in", "testapp.question")]},
+            },
+        ],
+    )
+    assert errors() == []

@@ -7,8 +7,7 @@ feincms3-data reads and writes the ``default`` database only. Each scenario ther
 2. empties both databases (sequences reset, so both hand out the same new keys) and builds
    the same target state on each;
 3. loads feincms3-data's dump with feincms3-data into ``default``, and a dump with
-   dataset_sync into ``target`` (its own dump, and feincms3-data's through
-   ``loaddata-spec``);
+   ``loaddata-spec`` into ``target`` (dataset_sync's own dump, or feincms3-data's);
 4. compares every row of every test app table on the two databases.
 
 Where dataset_sync deliberately differs, the scenario says how, and asserts both outcomes.
@@ -19,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from io import StringIO
 from typing import Any
 
 import feincms3_data.data as f3
@@ -29,7 +29,11 @@ from django.db import IntegrityError
 from django.db.models import ProtectedError
 
 from dataset_sync import dump, load
-from dataset_sync.errors import DeletionProtectedError, InconsistentModelError
+from dataset_sync.errors import (
+    DeletionProtectedError,
+    InconsistentModelError,
+    LoadIntegrityError,
+)
 from testapp.models import (
     Article,
     Author,
@@ -55,14 +59,15 @@ def _empty(alias: str) -> None:
     ContentType.objects.clear_cache()
 
 
-def differential(
+def run_both(
     tmp_path, specs, source: State, target: State, via: str, options: tuple[str, ...] = ()
-) -> None:
-    """Run ``specs`` through both tools from ``source`` into ``target``; compare the rows.
+) -> tuple[Any, Any, Any]:
+    """Run ``specs`` through both tools from ``source`` into ``target``.
 
-    ``via`` picks what dataset_sync loads: its own dump or feincms3-data's, both through
-    ``loaddata-spec`` with the dump's own specs (neither names a registered dataset) and
-    ``options``.
+    Returns the target state before, feincms3-data's result on ``default`` and dataset_sync's
+    on ``target``. ``via`` picks what dataset_sync loads: its own dump or feincms3-data's,
+    both through ``loaddata-spec`` with the dump's own specs (neither names a registered
+    dataset) and ``options``.
     """
     _empty("default")
     source("default")
@@ -78,13 +83,19 @@ def differential(
     assert rows("default") == before
 
     f3.load_dump(json.loads(f3_data))
-    if via == "dataset_sync":
-        run("loaddata-spec", str(ours), "--database", "target", "--trust-dump-specs", *options)
-    else:
-        run("loaddata-spec", str(theirs), "--database", "target", "--trust-dump-specs", *options)
+    loaded = ours if via == "dataset_sync" else theirs
+    run("loaddata-spec", str(loaded), "--database", "target", "--trust-dump-specs", *options)
 
-    assert rows("target") == rows("default")
-    assert rows("target") != before, "neither load changed anything: the scenario proves nothing"
+    return before, rows("default"), rows("target")
+
+
+def differential(
+    tmp_path, specs, source: State, target: State, via: str, options: tuple[str, ...] = ()
+) -> None:
+    """Both tools leave equal rows, and the load changed something."""
+    before, theirs, ours = run_both(tmp_path, specs, source, target, via, options)
+    assert ours == theirs
+    assert ours != before, "neither load changed anything: the scenario proves nothing"
 
 
 def nothing(alias: str) -> None:
@@ -444,3 +455,157 @@ def test_save_as_new_children_of_a_parent_kept_under_its_key(tmp_path, via):
         },
     ]
     differential(tmp_path, specs, make_source, outdated, via)
+
+
+def test_specs_of_one_model_with_different_flags(tmp_path):
+    """Difference: in a dataset_sync dump each object follows the spec that selected it.
+
+    feincms3-data copies every question once any spec of the model says save_as_new, so
+    question 1 is copied too; dataset_sync overwrites it under its key, as its spec says. A
+    feincms3-data dump does not say which spec selected what, so loaddata-spec follows
+    feincms3-data there.
+    """
+    specs = [
+        {"model": "testapp.question", "filter": {"pk": 1}},
+        {"model": "testapp.question", "filter": {"pk": 2}, "save_as_new": True},
+    ]
+    differential(tmp_path, specs, make_source, outdated, "feincms3-data dump")
+
+    _before, theirs, ours = run_both(tmp_path, specs, make_source, outdated, "dataset_sync")
+
+    f3_texts = [(row[0], row[3]) for row in theirs["testapp.question"]]
+    differential_texts = [(row[0], row[3]) for row in ours["testapp.question"]]
+    assert f3_texts[0] == (1, "stale")
+    assert f3_texts[-2:] == [(6, "Q1.0"), (7, "Q1.1")]
+    assert differential_texts[0] == (1, "Q1.0")
+    assert differential_texts[-1] == (6, "Q1.1")
+
+
+def test_feincms3_data_loads_a_dataset_sync_dump(tmp_path):
+    """Going back stays possible: feincms3-data's loader reads dataset_sync's dumps."""
+    _empty("default")
+    make_source("default")
+    path = tmp_path / "dump.json"
+    dump(specs=AUTHORS, output=path)
+    expected = rows("default")
+    for alias in ("default", "target"):
+        _empty(alias)
+        outdated(alias)
+
+    f3.load_dump(json.loads(path.read_text()))
+    load(path, using="target", trust_dump_specs=True)
+
+    assert rows("default") == rows("target")
+    for label in ("testapp.question", "testapp.choice", "testapp.review"):
+        assert rows("target")[label] == expected[label]
+
+
+def test_a_cascade_to_rows_the_dump_holds_is_refused(tmp_path):
+    """Difference: feincms3-data loses the dumped choices; dataset_sync refuses the load.
+
+    The question was renamed on the source, so the question spec no longer selects it and
+    its delete_missing deletes it on the target; its choices are in the dump through their
+    own spec, and the cascade would take them.
+    """
+    specs = [
+        {"model": "testapp.question", "filter": {"text__startswith": "Q"}, "delete_missing": True},
+        {"model": "testapp.choice", "filter": {"question__author": 1}},
+    ]
+    _empty("default")
+    make_source("default")
+    Question.objects.filter(text="Q1.0").update(text="renamed")
+    f3_data = json.loads(f3.dump_specs(specs))
+    path = tmp_path / "dump.json"
+    dump(specs=specs, output=path)
+    for alias in ("default", "target"):
+        _empty(alias)
+        make_source(alias)
+    before = rows("target")
+    lost = Choice.objects.filter(question__text="Q1.0").order_by("pk")
+
+    f3.load_dump(f3_data)
+    assert lost.count() == 0
+    # The question's reviews go by cascade too; allowed here, so that the refusal is about
+    # the dumped choices.
+    with pytest.raises(LoadIntegrityError) as excinfo:
+        load(path, using="target", trust_dump_specs=True, allow_cascade=True)
+
+    assert str(excinfo.value) == (
+        f"{path}: testapp.choice(pk=1) is in the dump, but deleting rows missing from the dump"
+        " cascaded to it. Add the rows it depends on to the dataset, or narrow the"
+        " delete_missing filter."
+    )
+    assert rows("target") == before
+
+
+def linked_nodes(alias: str) -> None:
+    """Nodes linking to earlier and later nodes: links to copies not inserted yet."""
+    first, second, third = (
+        Node.objects.using(alias).create(name=name) for name in ("first", "second", "third")
+    )
+    first.see_also.set([second, third])
+    third.see_also.set([first])
+
+
+@VIA
+def test_save_as_new_with_many_to_many_links_between_copies(tmp_path, via):
+    specs = [{"model": "testapp.node", "save_as_new": True}]
+    differential(tmp_path, specs, linked_nodes, linked_nodes, via)
+
+
+def test_save_as_new_links_to_copies_in_earlier_batches(tmp_path, settings):
+    """One object per batch: links to earlier copies are remapped as they are written."""
+    settings.DATASET_SYNC_BATCH_SIZE = 1
+    specs = [{"model": "testapp.node", "save_as_new": True}]
+    differential(tmp_path, specs, linked_nodes, linked_nodes, "dataset_sync")
+
+
+def scrub(obj: dict[str, Any]) -> dict[str, Any]:
+    obj["fields"]["email"] = f"author-{obj['pk']}@example.invalid"
+    return obj
+
+
+def f3_datasets() -> dict[str, Any]:
+    """A project's datasets, declared the feincms3-data way, with a mapper."""
+    return {
+        "authors": {
+            "specs": lambda args: [
+                {**spec, "filter": {"pk__in": [int(args)]}}
+                if spec["model"] == "testapp.author"
+                else spec
+                for spec in AUTHORS
+            ],
+            "mappers": {"testapp.author": scrub},
+        }
+    }
+
+
+def test_a_feincms3_data_declaration_works_unchanged_through_the_commands(tmp_path, settings):
+    """f3dumpdata and f3loaddata, then dumpdata-spec and loaddata-spec, on one declaration.
+
+    Only the setting's name differs. The dumps hold the same objects, mapped the same way.
+    """
+    settings.FEINCMS3_DATA_DATASETS = "tests.test_differential.f3_datasets"
+    settings.DATASET_SYNC_DATASETS = "tests.test_differential.f3_datasets"
+    # feincms3-data reads its setting when its command module is imported; it is not an
+    # installed app here, so its commands run as instances.
+    from feincms3_data.management.commands import f3dumpdata, f3loaddata
+
+    _empty("default")
+    make_source("default")
+    f3_out = StringIO()
+    call_command(f3dumpdata.Command(), "authors:1", stdout=f3_out)
+    theirs = tmp_path / "feincms3-data.json"
+    theirs.write_text(f3_out.getvalue())
+    ours = tmp_path / "dataset_sync.json"
+    run("dumpdata-spec", "authors:1", "--output", str(ours))
+    assert json.loads(ours.read_text())["objects"] == json.loads(theirs.read_text())["objects"]
+    for alias in ("default", "target"):
+        _empty(alias)
+        outdated(alias)
+
+    call_command(f3loaddata.Command(), str(theirs))
+    run("loaddata-spec", str(ours), "--database", "target")
+
+    assert rows("target") == rows("default")
+    assert Author.objects.using("target").get(pk=1).email == "author-1@example.invalid"

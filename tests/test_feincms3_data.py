@@ -174,3 +174,15 @@ def test_load_dump_refuses_a_dump_edited_after_dumping():
 
 def test_inconsistent_model_error_is_a_load_integrity_error():
     assert issubclass(compat.InconsistentModelError, LoadIntegrityError)
+
+
+def test_load_dump_reads_an_edited_dump_without_its_format_key_as_feincms3_datas():
+    """Code that edits dumps before loading them drops 'format', and with it the digest."""
+    Tag.objects.create(name="python")
+    data = json.loads(compat.dump_specs(compat.specs_for_models([Tag])))
+    data["objects"][0]["fields"]["name"] = "edited"
+    del data["format"]
+
+    compat.load_dump(data, using="target")
+
+    assert list(Tag.objects.using("target").values_list("name", flat=True)) == ["edited"]

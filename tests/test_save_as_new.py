@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.management.base import CommandError
+from django.db.models.signals import post_save
 
 from dataset_sync import Spec, dump, load
 from dataset_sync.errors import InvalidSpecError, LoadIntegrityError
@@ -162,3 +163,21 @@ def test_loading_a_save_as_new_dump_twice_makes_two_copies(tmp_path):
     load(path, using="target", trust_dump_specs=True)
 
     assert list(Node.objects.using("target").values_list("name", flat=True)) == ["root", "root"]
+
+
+def test_copies_are_saved_raw_and_send_signals(tmp_path):
+    Node.objects.create(name="root")
+    path = dumped(tmp_path, [Spec("testapp.node", save_as_new=True)])
+    Node.objects.using("target").create(name="already there")
+    saved = []
+
+    def receiver(sender, instance, created, raw, using, **kwargs):
+        saved.append((instance.name, created, raw, using))
+
+    post_save.connect(receiver, sender=Node)
+    try:
+        load(path, using="target", trust_dump_specs=True)
+    finally:
+        post_save.disconnect(receiver, sender=Node)
+
+    assert saved == [("root", True, True, "target")]
