@@ -140,7 +140,7 @@ def load(
             # Reading every dump before the transaction starts keeps a bad file from taking
             # locks; the spools of the dumps read before a bad one are closed all the same.
             for index, dump in enumerate(dumps):
-                plans.append(_read(dump, Path(spool_dir) / str(index)))
+                plans.append(_read(dump, Path(spool_dir) / str(index), using))
             report.headers = [plan.header for plan in plans]
             tables = _written_models(plans)
             with (
@@ -228,7 +228,7 @@ class _Plan:
             spool.close()
 
 
-def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
+def _read(dump: DumpSource, spool_dir: Path, using: str) -> _Plan:
     name = _name(dump)
     stream = open_input(str(dump)) if isinstance(dump, (str, Path)) else dump
     try:
@@ -246,6 +246,12 @@ def _read(dump: DumpSource, spool_dir: Path) -> _Plan:
                 raise SchemaMismatchError(
                     f"{name}: {exc} Migrate the target or remove the model from the dataset."
                 ) from exc
+            if spec.delete_missing:
+                # The loader runs these filters to find rows to delete; try them first.
+                try:
+                    spec.check_filter(using)
+                except InvalidSpecError as exc:
+                    raise InvalidSpecError(f"{name}: {exc}") from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         try:

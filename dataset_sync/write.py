@@ -82,6 +82,13 @@ class Table:
     def convert(self, data: dict[str, Any]) -> Row:
         """Turn a serialized object into Python values, as Django's deserializer would."""
         pk = self.pk.to_python(data["pk"])
+        try:
+            self._in_range(self.pk, pk)
+        except ValidationError as exc:
+            raise SchemaMismatchError(
+                f"{self.source}: {describe(self.model, pk)}: invalid primary key"
+                f" ({'; '.join(exc.messages)})."
+            ) from None
         values: dict[str, Any] = {}
         m2m: dict[str, set[Any]] = {}
         for name, raw in data.get("fields", {}).items():
@@ -119,8 +126,8 @@ class Table:
             assert isinstance(related, type)
             if isinstance(raw, list):
                 return self._natural_key(related, raw, field.target_field.attname)
-            return field.target_field.to_python(raw)
-        return field.to_python(raw)
+            return self._in_range(field.target_field, field.target_field.to_python(raw))
+        return self._in_range(field, field.to_python(raw))
 
     def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
         if not isinstance(raw, list):
@@ -131,16 +138,37 @@ class Table:
         return {
             self._natural_key(related, value, target.attname)
             if isinstance(value, list)
-            else target.to_python(value)
+            else self._in_range(target, target.to_python(value))
             for value in raw
         }
+
+    def _in_range(self, field: Any, value: Any) -> Any:
+        """Refuse an integer the database cannot store: a value error, not a driver crash."""
+        while field.remote_field is not None:  # a multi-table inheritance child's pk
+            field = field.target_field
+        ops = self.connection.ops
+        kind = field.get_internal_type()
+        if isinstance(value, int) and kind in ops.integer_field_ranges:
+            low, high = ops.integer_field_range(kind)
+            if not low <= value <= high:
+                raise ValidationError(f"{value} is out of range ({low} to {high})")
+            if kind.endswith("AutoField"):
+                try:
+                    ops.validate_autopk_value(value)  # MySQL refuses 0
+                except ValueError as exc:
+                    raise ValidationError(str(exc)) from None
+        return value
 
     def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
         cache_key = (related, tuple(json.dumps(part) for part in key))
         if cache_key not in self._natural_keys:
             manager = related._default_manager.db_manager(self.connection.alias)
+            if not hasattr(manager, "get_by_natural_key"):
+                raise ValidationError(
+                    f"expected a primary key; {related._meta.label_lower} has no natural keys"
+                )
             try:
-                obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
+                obj = manager.get_by_natural_key(*key)
             except ObjectDoesNotExist:
                 raise _MissingNaturalKeyError(related, key) from None
             self._natural_keys[cache_key] = getattr(obj, attname)
