@@ -238,7 +238,7 @@ def load(
                 # taking locks; the spools of the dumps read before a bad one are closed.
                 for index, dump in enumerate(dumps):
                     plans.append(
-                        _read(dump, Path(spool_dir) / str(index), trust_dump_specs, on_batch)
+                        _read(dump, Path(spool_dir) / str(index), using, trust_dump_specs, on_batch)
                     )
                 report.headers = [plan.header for plan in plans]
                 tables = _written_models(plans)
@@ -375,7 +375,11 @@ class _Plan:
 
 
 def _read(
-    dump: DumpSource, spool_dir: Path, trust_dump_specs: bool, on_batch: OnBatch | None
+    dump: DumpSource,
+    spool_dir: Path,
+    using: str,
+    trust_dump_specs: bool,
+    on_batch: OnBatch | None,
 ) -> _Plan:
     name = _name(dump)
     stream = open_input(str(dump)) if isinstance(dump, (str, Path)) else dump
@@ -399,6 +403,12 @@ def _read(
                 spec.check_flags()
             except InvalidSpecError as exc:
                 raise InvalidSpecError(f"{name}: {exc}") from exc
+            if spec.delete_missing:
+                # The loader runs these filters to find rows to delete; try them first.
+                try:
+                    spec.check_filter(using)
+                except InvalidSpecError as exc:
+                    raise InvalidSpecError(f"{name}: {exc}") from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         plan.ordinals = {model: {} for model in flags.varying_models(specs)}

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.apps import apps
-from django.db import models
+from django.core.exceptions import FieldError, ValidationError
+from django.db import DatabaseError, models
 
 from dataset_sync.errors import InvalidSpecError
 
@@ -26,6 +27,15 @@ SPEC_KEYS = frozenset(
 )
 
 _Q_OPTIONS = frozenset({"_connector", "_negated"})
+
+
+#: The types each flag may have in a spec dict, and how messages describe them.
+_SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "delete_missing": ((bool, Mapping), "true, false or a dict"),
+    "save_as_new": ((bool,), "true or false"),
+    "ignore_missing_m2m": ((list, tuple), "a list of field names"),
+    "defer_values": ((list, tuple), "a list of field names"),
+}
 
 
 @dataclass(frozen=True)
@@ -108,13 +118,24 @@ class Spec:
         """Build a spec from a feincms3-data style dict, rejecting unknown keys."""
         if not isinstance(data, Mapping):
             raise InvalidSpecError(f"Spec {data!r} must be a dict or a Spec.")
-        if "model" not in data:
+        if data.get("model") is None:
             raise InvalidSpecError(f"Spec {dict(data)!r} has no 'model' key.")
         if unknown := sorted(set(data) - SPEC_KEYS):
             raise InvalidSpecError(
                 f"Spec for {data['model']} has unknown keys {', '.join(unknown)};"
                 f" use {', '.join(sorted(SPEC_KEYS))}."
             )
+        # A dump's header is read as a spec too, so every value's shape is checked here.
+        for key, (types, shape) in _SHAPES.items():
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, types) or (
+                isinstance(value, (list, tuple)) and not all(isinstance(v, str) for v in value)
+            ):
+                raise InvalidSpecError(
+                    f"Spec for {data['model']}: '{key}' must be {shape}, not {value!r}."
+                )
         return cls(**{key: value for key, value in data.items() if value is not None})
 
     def as_dict(self) -> dict[str, Any]:
@@ -166,6 +187,27 @@ class Spec:
             raise InvalidSpecError(
                 f"Spec model '{self.model}' is not an installed model."
             ) from None
+
+    def check_filter(self, using: str) -> None:
+        """Run the filter once on ``using``; InvalidSpecError when it cannot be run there.
+
+        A dump's specs come from a file, so their lookups and values may name fields the model
+        lacks, have the wrong type, or make the database refuse the query.
+        """
+        try:
+            self.queryset(using).exists()
+        except (
+            FieldError,
+            ValidationError,
+            ValueError,
+            TypeError,
+            OverflowError,
+            DatabaseError,
+        ) as exc:
+            raise InvalidSpecError(
+                f"Spec for {self.model}: the filter {dict(self.filter)!r} cannot be used on the"
+                f" target ({type(exc).__name__}: {str(exc).strip()})."
+            ) from exc
 
     def queryset(self, using: str) -> models.QuerySet[Any]:
         """The rows this spec selects on ``using``, ordered by primary key."""

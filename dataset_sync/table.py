@@ -134,6 +134,23 @@ def _hooked(types: frozenset[type], hook: Convert, full: Convert) -> Convert:
     return to_db
 
 
+def _integer_range(field: Any, connection: BaseDatabaseWrapper) -> tuple[int, int] | None:
+    """The integers the database can store in ``field``'s column, if it is an integer column."""
+    while field.remote_field is not None:  # a foreign key, or a child's parent link
+        field = field.target_field
+    kind = field.get_internal_type()
+    if kind not in connection.ops.integer_field_ranges:
+        return None
+    low, high = connection.ops.integer_field_range(kind)
+    return low, high
+
+
+def _check_range(value: Any, bounds: tuple[int, int] | None) -> None:
+    """Refuse an integer the column cannot hold: a clear error rather than a driver crash."""
+    if bounds is not None and type(value) is int and not bounds[0] <= value <= bounds[1]:
+        raise ValidationError(f"{value} is out of range ({bounds[0]} to {bounds[1]})")
+
+
 class Column:
     """One concrete field of a table: its conversions from JSON, to and from the database."""
 
@@ -159,6 +176,8 @@ class Column:
         # What a values_list() query applies to this column, in the same order.
         self.from_db = [*connection.ops.get_db_converters(col), *col.get_db_converters(connection)]
         self.expression = col
+        #: The range of an integer column (None for other columns).
+        self.bounds = _integer_range(field, connection)
 
     def db(self, value: Any) -> Any:
         if type(value) in self.db_types:
@@ -201,6 +220,15 @@ class Table:
         self.db_table = connection.ops.quote_name(meta.db_table)
         self.backend = backend(connection)
         self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
+        self._m2m_bounds = {
+            name: _integer_range(field.target_field, connection) for name, field in self.m2m.items()
+        }
+        # Integer columns, whose values the fast path checks against their ranges.
+        self._ranges = [
+            (column.attname, column.bounds)
+            for column in self.by_name.values()
+            if column.bounds is not None
+        ]
         # The fields of a dumped object, in the order the dumper writes them, and how each
         # column's values convert (a foreign key may hold a natural key).
         self._layout = (*self.by_name, *self.m2m)
@@ -218,6 +246,23 @@ class Table:
     def pk_from_json(self, raw: Any) -> Any:
         column = self.pk_column
         return raw if type(raw) is column.python_type else column.to_python(raw)
+
+    def _checked_pk(self, raw: Any) -> Any:
+        """The primary key, or SchemaMismatchError for one the database cannot take."""
+        pk = self.pk_from_json(raw)
+        try:
+            _check_range(pk, self.pk_column.bounds)
+            if pk == 0 and self.pk_column.field.get_internal_type().endswith("AutoField"):
+                try:
+                    self.connection.ops.validate_autopk_value(pk)  # MySQL refuses 0
+                except ValueError as exc:
+                    raise ValidationError(str(exc)) from None
+        except ValidationError as exc:
+            raise SchemaMismatchError(
+                f"{self.source}: {describe(self.model, pk)}: invalid primary key"
+                f" ({'; '.join(exc.messages)})."
+            ) from None
+        return pk
 
     def convert_all(self, batch: list[dict[str, Any]]) -> list[Row]:
         """:meth:`convert` every object of ``batch``.
@@ -244,10 +289,12 @@ class Table:
                         name: self._targets(field, fields[name], None)
                         for name, field in self.m2m.items()
                     }
+                    for attname, bounds in self._ranges:
+                        _check_range(values[attname], bounds)
                 except (ValidationError, _MissingNaturalKeyError):
                     pass
                 else:
-                    rows.append(Row(self.pk_from_json(data["pk"]), values, m2m))
+                    rows.append(Row(self._checked_pk(data["pk"]), values, m2m))
                     continue
             rows.append(self.convert(data))
         return rows
@@ -260,7 +307,7 @@ class Table:
 
     def convert(self, data: dict[str, Any]) -> Row:
         """Turn a serialized object into Python values, as Django's deserializer would."""
-        pk = self.pk_from_json(data["pk"])
+        pk = self._checked_pk(data["pk"])
         values: dict[str, Any] = {}
         m2m: dict[str, set[Any]] = {}
         by_name = self.by_name
@@ -277,6 +324,7 @@ class Table:
                         )
                     else:
                         values[column.attname] = column.to_python(raw)
+                    _check_range(values[column.attname], column.bounds)
                 elif name in self.m2m:
                     m2m[name] = self._targets(self.m2m[name], raw, pk)
                 elif not self.ignorenonexistent:
@@ -306,7 +354,7 @@ class Table:
         assert isinstance(related, type)
         target = field.target_field
         plain = python_type(target)
-        return {
+        targets = {
             value
             if type(value) is plain
             else self._natural_key(related, value, target.attname)
@@ -314,13 +362,21 @@ class Table:
             else target.to_python(value)
             for value in raw
         }
+        bounds = self._m2m_bounds[field.name]
+        for value in targets:
+            _check_range(value, bounds)
+        return targets
 
     def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
         cache_key = (related, tuple(json.dumps(part) for part in key))
         if cache_key not in self._natural_keys:
             manager = related._default_manager.db_manager(self.connection.alias)
+            if not hasattr(manager, "get_by_natural_key"):
+                raise ValidationError(
+                    f"expected a primary key; {related._meta.label_lower} has no natural keys"
+                )
             try:
-                obj = manager.get_by_natural_key(*key)  # type: ignore[attr-defined]
+                obj = manager.get_by_natural_key(*key)
             except ObjectDoesNotExist:
                 raise _MissingNaturalKeyError(related, key) from None
             self._natural_keys[cache_key] = getattr(obj, attname)

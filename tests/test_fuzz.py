@@ -1,0 +1,311 @@
+"""Hostile input: mutated dumps either load (being valid) or fail with a clear error.
+
+A real dump is mutated by hypothesis: bytes flipped, deleted or inserted, the file cut short,
+lines swapped, values in objects replaced (with the trailer recomputed, as a forger would),
+and the header's specs rewritten (the header is not covered by the digest). Every outcome
+must be a successful load or a DatasetSyncError naming the file, with the target exactly as
+it was; never another exception, never a partial write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from django.core.management.base import CommandError
+from django.db import connections
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataset_sync import load
+from dataset_sync.errors import DatasetSyncError, InvalidSpecError, SchemaMismatchError
+
+from .conftest import copy, make_everything, rows, run
+from .test_roundtrip import change_source
+
+pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
+
+FUZZ = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+POSITIONS = st.integers(0, 2**20)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+LOOKUPS = st.sampled_from(
+    [
+        "pk",
+        "pk__in",
+        "pk__gt",
+        "name__startswith",
+        "question__author__in",
+        "author__in",
+        "nope",
+        "author__nope__in",
+        "pk__regex",
+        "questions__in",
+        "pk__isnull",
+        "",
+        "__",
+    ]
+)
+
+
+@pytest.fixture
+def fuzz_target(tmp_path):
+    """The target holds an older `everything`; returns a newer dump's lines and a loader."""
+    make_everything()
+    initial = copy(tmp_path, "everything", "initial.json")
+    load(initial, using="target")
+    before = rows("target")
+    change_source()
+    lines = copy(tmp_path, "everything", "good.json").read_bytes().splitlines(keepends=True)
+    path = tmp_path / "fuzzed.json"
+
+    def attempt(data: bytes) -> None:
+        path.write_bytes(data)
+        try:
+            load(path, using="target")
+        except DatasetSyncError as exc:
+            assert str(exc).startswith(f"{path}: "), str(exc)
+            assert rows("target") == before
+        else:
+            # A valid dump: put the target back for the next example.
+            load(initial, using="target")
+            assert rows("target") == before
+
+    return lines, attempt
+
+
+def retrailer(lines: list[bytes], objects: list[bytes]) -> bytes:
+    """The dump with these object lines and a trailer that matches them, as a forger would."""
+    digest = hashlib.sha256()
+    for line in objects:
+        digest.update(line + b"\n")
+    trailer = json.loads(b"{" + lines[-1][3:])
+    trailer.update(count=len(objects), sha256=digest.hexdigest())
+    if sum(trailer.get("spec_counts") or []) != len(objects):
+        trailer["spec_counts"] = [len(objects)]
+    body = b",\n".join(objects) + (b"\n" if objects else b"")
+    return lines[0] + body + b"], " + json.dumps(trailer)[1:].encode() + b"\n"
+
+
+def object_lines(lines: list[bytes]) -> list[bytes]:
+    return [line.rstrip(b"\n").removesuffix(b",") for line in lines[1:-1]]
+
+
+@FUZZ
+@given(
+    mutation=st.one_of(
+        st.tuples(st.just("flip"), POSITIONS, st.integers(1, 255)),
+        st.tuples(st.just("delete"), POSITIONS, st.integers(1, 40)),
+        st.tuples(st.just("insert"), POSITIONS, st.binary(min_size=1, max_size=8)),
+        st.tuples(st.just("truncate"), POSITIONS, st.none()),
+        st.tuples(st.just("swap"), POSITIONS, POSITIONS),
+    )
+)
+def test_mutated_bytes_and_lines(fuzz_target, mutation):
+    lines, attempt = fuzz_target
+    data = b"".join(lines)
+    kind, first, second = mutation
+    at = first % len(data)
+    if kind == "flip":
+        data = data[:at] + bytes([data[at] ^ second]) + data[at + 1 :]
+    elif kind == "delete":
+        data = data[:at] + data[at + second :]
+    elif kind == "insert":
+        data = data[:at] + second + data[at:]
+    elif kind == "truncate":
+        data = data[:at]
+    else:
+        swapped = list(lines)
+        i, j = first % len(lines), second % len(lines)
+        swapped[i], swapped[j] = swapped[j], swapped[i]
+        data = b"".join(swapped)
+    attempt(data)
+
+
+@FUZZ
+@given(
+    index=POSITIONS,
+    where=st.sampled_from(["model", "pk", "fields", "field", "new field", "drop", "duplicate"]),
+    value=JSON,
+)
+def test_forged_objects_with_a_matching_trailer(fuzz_target, index, where, value):
+    lines, attempt = fuzz_target
+    objects = object_lines(lines)
+    at = index % len(objects)
+    obj = json.loads(objects[at])
+    if where in ("model", "pk", "fields"):
+        obj[where] = value
+    elif where == "field" and obj["fields"]:
+        names = sorted(obj["fields"])
+        obj["fields"][names[index % len(names)]] = value
+    elif where == "new field":
+        obj["fields"][str(value)[:10]] = value
+    elif where == "drop":
+        del obj[["model", "pk", "fields"][index % 3]]
+    if where == "duplicate":
+        objects.insert(index % (len(objects) + 1), objects[at])
+    else:
+        objects[at] = json.dumps(obj, ensure_ascii=False).encode()
+    attempt(retrailer(lines, objects))
+
+
+@FUZZ
+@given(
+    index=POSITIONS,
+    change=st.one_of(
+        st.tuples(st.just("filter"), st.dictionaries(LOOKUPS, JSON, max_size=2)),
+        st.tuples(st.just("filter"), JSON),
+        st.tuples(st.sampled_from(["model", "delete_missing", "save_as_new", "other"]), JSON),
+        st.tuples(st.just("specs"), JSON),
+    ),
+)
+def test_forged_header_specs(fuzz_target, index, change):
+    lines, attempt = fuzz_target
+    header = json.loads(lines[0].rstrip(b"\n")[: -len(b', "objects": [')] + b"}")
+    key, value = change
+    if key == "specs":
+        header["specs"] = value
+    else:
+        spec = header["specs"][index % len(header["specs"])]
+        spec[key] = value
+    opening = json.dumps(header, ensure_ascii=False)[:-1] + ', "objects": [\n'
+    attempt(opening.encode() + b"".join(lines[1:]))
+
+
+# Regression tests for what the fuzzing found: each used to escape as another exception.
+
+
+@pytest.fixture
+def loaded_target(tmp_path):
+    make_everything()
+    load(copy(tmp_path, "everything", "initial.json"), using="target")
+    return rows("target")
+
+
+def hand_made(tmp_path, specs, objects=()):
+    path = tmp_path / "hand-made.json"
+    path.write_text(json.dumps({"version": 1, "specs": specs, "objects": list(objects)}))
+    return path
+
+
+def refused(path, exception, message, before):
+    """Hand-made dumps name no dataset: they are loaded with their own specs."""
+    with pytest.raises(exception) as excinfo:
+        load(path, using="target", trust_dump_specs=True)
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target", "--trust-dump-specs")
+    assert str(excinfo.value) == message
+    assert rows("target") == before
+
+
+def test_a_delete_missing_filter_on_an_unknown_field_is_refused(tmp_path, loaded_target):
+    path = hand_made(
+        tmp_path, [{"model": "testapp.tag", "filter": {"nope": 1}, "delete_missing": True}]
+    )
+    refused(
+        path,
+        InvalidSpecError,
+        f"{path}: Spec for testapp.tag: the filter {{'nope': 1}} cannot be used on the target"
+        " (FieldError: Cannot resolve keyword 'nope' into field."
+        " Choices are: id, name, questions).",
+        loaded_target,
+    )
+
+
+def test_a_delete_missing_filter_with_a_value_of_the_wrong_type_is_refused(tmp_path, loaded_target):
+    path = hand_made(
+        tmp_path, [{"model": "testapp.tag", "filter": {"pk__in": [[]]}, "delete_missing": True}]
+    )
+    refused(
+        path,
+        InvalidSpecError,
+        f"{path}: Spec for testapp.tag: the filter {{'pk__in': [[]]}} cannot be used on the target"
+        " (TypeError: Field 'id' expected a number but got [].).",
+        loaded_target,
+    )
+
+
+def test_a_spec_without_a_model_is_refused(tmp_path, loaded_target):
+    path = hand_made(tmp_path, [{"model": None}])
+    refused(
+        path, InvalidSpecError, f"{path}: Spec {{'model': None}} has no 'model' key.", loaded_target
+    )
+
+
+def test_a_spec_flag_of_the_wrong_shape_is_refused(tmp_path, loaded_target):
+    path = hand_made(tmp_path, [{"model": "testapp.tag", "ignore_missing_m2m": 5}])
+    refused(
+        path,
+        InvalidSpecError,
+        f"{path}: Spec for testapp.tag: 'ignore_missing_m2m' must be a list of field names, not 5.",
+        loaded_target,
+    )
+
+
+def test_a_foreign_key_written_as_a_natural_key_of_a_model_without_them_is_refused(
+    tmp_path, loaded_target
+):
+    choice = {"model": "testapp.choice", "pk": 900, "fields": {"question": [], "text": "t"}}
+    path = hand_made(tmp_path, [{"model": "testapp.choice"}], [choice])
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.choice(pk=900): field 'question' has an invalid value []"
+        " (expected a primary key; testapp.question has no natural keys).",
+        loaded_target,
+    )
+
+
+@pytest.mark.parametrize("where", ["pk", "field"])
+def test_an_integer_the_database_cannot_store_is_refused(tmp_path, loaded_target, where):
+    huge = 2**70
+    low, high = connections["target"].ops.integer_field_range("IntegerField")
+    if where == "pk":
+        low, high = connections["target"].ops.integer_field_range("AutoField")
+        tag = {"model": "testapp.tag", "pk": huge, "fields": {"name": "huge"}}
+        message = (
+            f"testapp.tag(pk={huge}): invalid primary key"
+            f" ({huge} is out of range ({low} to {high}))."
+        )
+        objects = [tag]
+    else:
+        choice = {
+            "model": "testapp.choice",
+            "pk": 900,
+            "fields": {"question": 1, "text": "t", "votes": huge},
+        }
+        message = (
+            f"testapp.choice(pk=900): field 'votes' has an invalid value {huge}"
+            f" ({huge} is out of range ({low} to {high}))."
+        )
+        objects = [choice]
+    path = hand_made(tmp_path, [{"model": objects[0]["model"]}], objects)
+    refused(path, SchemaMismatchError, f"{path}: {message}", loaded_target)
+
+
+def test_a_primary_key_the_database_refuses_is_refused(tmp_path, loaded_target):
+    if connections["target"].features.allows_auto_pk_0:
+        pytest.skip("this database accepts 0 as an automatic primary key")
+    path = hand_made(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [{"model": "testapp.tag", "pk": 0, "fields": {"name": "zero"}}],
+    )
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.tag(pk=0): invalid primary key"
+        " (The database backend does not accept 0 as a value for AutoField.).",
+        loaded_target,
+    )
