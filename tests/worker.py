@@ -55,16 +55,30 @@ class Worker:
         Worker.started.append(self)
         os.close(control_read)
         os.close(events_write)
-        self._events = os.fdopen(events_read)
+        # Read with os.read, not a buffered file: a file could hold the next event in its
+        # buffer, where select() does not see it, and the test would wait for it in vain.
+        self._events = os.fdopen(events_read, "rb", buffering=0)
+        self._received = b""
         self._control = os.fdopen(control_write, "w")
+
+    def _next_event(self) -> str:
+        while b"\n" not in self._received:
+            ready, _, _ = select.select([self._events], [], [], HANDSHAKE_LIMIT)
+            chunk = os.read(self._events.fileno(), 4096) if ready else b""
+            if not chunk:
+                return "(no event: the worker hung or ended)"
+            self._received += chunk
+        line, _newline, self._received = self._received.partition(b"\n")
+        return line.decode()
 
     def expect(self, event: str) -> None:
         """Wait for the worker to report ``event`` (it must be the next one)."""
-        ready, _, _ = select.select([self._events], [], [], HANDSHAKE_LIMIT)
-        line = self._events.readline() if ready else "(no event: the worker hung)\n"
-        if line != f"{event}\n":
+        line = self._next_event()
+        if line != event:
             self.process.kill()
             out, err = self.process.communicate()
+            self._events.close()
+            self._control.close()
             raise AssertionError(f"expected {event!r}, got {line!r}; stdout={out!r} stderr={err!r}")
 
     def go(self) -> None:
