@@ -291,7 +291,7 @@ class Table:
                     }
                     for attname, bounds in self._ranges:
                         _check_range(values[attname], bounds)
-                except (ValidationError, _MissingNaturalKeyError):
+                except (ValidationError, _MissingNaturalKeyError, TypeError, ValueError):
                     pass
                 else:
                     rows.append(Row(self._checked_pk(data["pk"]), values, m2m))
@@ -337,6 +337,12 @@ class Table:
                 raise SchemaMismatchError(
                     f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
                     f" value {raw!r} ({'; '.join(exc.messages)})."
+                ) from None
+            except (TypeError, ValueError) as exc:
+                # Some to_python() methods take strings only (a date given as a number).
+                raise SchemaMismatchError(
+                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
+                    f" value {raw!r} ({exc})."
                 ) from None
             except _MissingNaturalKeyError as exc:
                 related = exc.related._meta.label_lower

@@ -9,6 +9,7 @@ it was; never another exception, never a partial write.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 
@@ -307,5 +308,25 @@ def test_a_primary_key_the_database_refuses_is_refused(tmp_path, loaded_target):
         SchemaMismatchError,
         f"{path}: testapp.tag(pk=0): invalid primary key"
         " (The database backend does not accept 0 as a value for AutoField.).",
+        loaded_target,
+    )
+
+
+def test_a_value_its_field_cannot_parse_is_refused(tmp_path, loaded_target):
+    """Found by the fuzzing: a date given as a number made to_python() raise TypeError."""
+    question = {
+        "model": "testapp.question",
+        "pk": 900,
+        "fields": {"author": 1, "category": None, "text": "t", "pub_date": 5},
+    }
+    path = hand_made(tmp_path, [{"model": "testapp.question"}], [question])
+    try:
+        dt.datetime.fromisoformat(5)  # type: ignore[arg-type]
+    except TypeError as exc:
+        reason = str(exc)
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.question(pk=900): field 'pub_date' has an invalid value 5 ({reason}).",
         loaded_target,
     )
