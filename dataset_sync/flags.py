@@ -71,7 +71,9 @@ class Governing:
         ordinals = self._ordinals.get(model)
         if ordinals is not None and self._ends is not None and pk in ordinals:
             return self.specs[bisect.bisect_right(self._ends, ordinals[pk])]
-        return self._first[model]
+        first = self._first.get(model)
+        # A hand-made dump may hold objects of a model it has no spec for: no flags apply.
+        return first if first is not None else Spec(model._meta.label_lower)
 
     def any_spec(self, model: Model, flag: str) -> bool:
         """Whether some spec of ``model`` sets ``flag``."""
