@@ -293,3 +293,18 @@ def test_several_specs_for_one_model_write_each_object_once(tmp_path):
     report = load(path, using="target")
     assert report.counts["testapp.question"].created == 4
     assert Question.objects.using("target").count() == 4
+
+
+def test_delete_missing_on_a_proxy_spec_keeps_the_dumped_rows(tmp_path):
+    """A proxy's rows are its concrete model's: dumped ones stay, missing ones go."""
+    for pk, name in ((1, "python"), (2, "django")):
+        Tag.objects.create(pk=pk, name=name)
+    path = tmp_path / "dump.json"
+    dump(specs=[Spec("testapp.keyword", delete_missing=True)], output=path)
+    for pk, name in ((1, "python"), (2, "django"), (3, "stale")):
+        Tag.objects.using("target").create(pk=pk, name=name)
+
+    report = load(path, using="target")
+
+    assert rows("target")["testapp.tag"] == [(1, "python"), (2, "django")]
+    assert report.counts["testapp.tag"].deleted == 1
