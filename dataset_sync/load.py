@@ -293,7 +293,8 @@ def _check_planned_deletions(plans: Sequence[_Plan], using: str, limit: DeleteLi
         for spec in plan.specs:
             if spec.delete_missing:
                 rows = spec.queryset(using).values_list("pk", flat=True).iterator()
-                selected[spec.get_model()].update(rows)
+                # Dumped keys are kept per concrete model; a proxy's rows are its model's.
+                selected[flags.concrete(spec)].update(rows)
         for model, pks in selected.items():
             selected_total += len(pks)
             stale_total += len(pks - plan.pks.get(model, set()))
@@ -625,10 +626,11 @@ class _Apply:
         specs = [spec for spec in self.plan.specs if spec.delete_missing]
         # Children before parents, so a parent's deletion cascades to as little as possible;
         # models without objects in the dump have their place in that order too.
-        order = _write_order({spec.get_model() for spec in specs})
-        specs.sort(key=lambda spec: -order.index(spec.get_model()))
+        order = _write_order({flags.concrete(spec) for spec in specs})
+        specs.sort(key=lambda spec: -order.index(flags.concrete(spec)))
         for spec in specs:
-            model = spec.get_model()
+            # A proxy's rows are dumped, and counted, as its concrete model's.
+            model = flags.concrete(spec)
             dumped = self._kept(model)
             stale = [
                 pk
@@ -650,7 +652,7 @@ class _Apply:
         deleted: set[Any] = set()
         dumped = self._kept(model)
         for spec in self.plan.specs:
-            if not spec.delete_missing or spec.get_model() is not model:
+            if not spec.delete_missing or flags.concrete(spec) is not model:
                 continue
             queryset = self.new_keys.mapped(spec).queryset(self.using)
             stale = [
@@ -710,7 +712,7 @@ class _Apply:
         dumped = self._kept(model)
         stale: set[Any] = set()
         for spec in self.plan.specs:
-            if spec.delete_missing and spec.get_model() is model:
+            if spec.delete_missing and flags.concrete(spec) is model:
                 selected = self.new_keys.mapped(spec).queryset(self.using).filter(pk__in=pks)
                 stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
         return len(stale)

@@ -21,6 +21,13 @@ class Tag(models.Model):
         return self.name
 
 
+class Keyword(Tag):
+    """A proxy: its rows are the tags' rows."""
+
+    class Meta:
+        proxy = True
+
+
 class Author(models.Model):
     name = models.CharField(max_length=100)
     email = models.EmailField(unique=True)

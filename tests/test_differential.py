@@ -609,3 +609,25 @@ def test_a_feincms3_data_declaration_works_unchanged_through_the_commands(tmp_pa
 
     assert rows("target") == rows("default")
     assert Author.objects.using("target").get(pk=1).email == "author-1@example.invalid"
+
+
+def choice_key_reused(alias: str) -> None:
+    """make_source(), but the target reused choice 1 for another question and added one."""
+    make_source(alias)
+    Choice.objects.using(alias).filter(pk=1).update(question_id=2, text="reused")
+    Choice.objects.using(alias).create(question_id=1, text="only on the target")
+
+
+@VIA
+def test_save_as_new_children_whose_key_the_target_reused(tmp_path, via):
+    """The reused row stays with its question; question 1 gets copies of its choices."""
+    specs = [
+        {"model": "testapp.question", "filter": {"pk": 1}},
+        {
+            "model": "testapp.choice",
+            "filter": {"question": 1},
+            "save_as_new": True,
+            "delete_missing": True,
+        },
+    ]
+    differential(tmp_path, specs, make_source, choice_key_reused, via)

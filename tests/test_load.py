@@ -378,3 +378,18 @@ def test_load_with_signals_sends_raw_saves_for_each_written_row(tmp_path, saves)
     }
     assert texts[("pre_save", first.pk)] == ("reworded", "Q1.0")
     assert texts[("post_save", first.pk)] == ("reworded", "reworded")
+
+
+def test_delete_missing_on_a_proxy_spec_keeps_the_dumped_rows(tmp_path):
+    """A proxy's rows are its concrete model's: dumped ones stay, missing ones go."""
+    for pk, name in ((1, "python"), (2, "django")):
+        Tag.objects.create(pk=pk, name=name)
+    path = tmp_path / "dump.json"
+    dump(specs=[Spec("testapp.keyword", delete_missing=True)], output=path)
+    for pk, name in ((1, "python"), (2, "django"), (3, "stale")):
+        Tag.objects.using("target").create(pk=pk, name=name)
+
+    report = load(path, using="target", trust_dump_specs=True)
+
+    assert rows("target")["testapp.tag"] == [(1, "python"), (2, "django")]
+    assert report.counts["testapp.tag"].deleted == 1

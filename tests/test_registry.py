@@ -90,6 +90,7 @@ def test_spec_helpers_expand_to_one_spec_per_model():
     assert labels == [
         "testapp.category",
         "testapp.tag",
+        "testapp.keyword",
         "testapp.author",
         "testapp.question",
         "testapp.choice",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.core.management.base import CommandError
 from django.db.models.signals import post_save
@@ -181,3 +183,27 @@ def test_copies_are_saved_raw_and_send_signals(tmp_path):
         post_save.disconnect(receiver, sender=Node)
 
     assert saved == [("root", True, True, "target")]
+
+
+def test_a_child_without_a_spec_of_its_own_follows_its_copied_parent(tmp_path):
+    """A hand-made dump: items are copied, and the article of a copied item with them."""
+    path = tmp_path / "dump.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "specs": [{"model": "testapp.item", "save_as_new": True}],
+                "objects": [
+                    {"model": "testapp.item", "pk": 1, "fields": {"title": "article"}},
+                    {"model": "testapp.article", "pk": 1, "fields": {"body": "text"}},
+                ],
+            }
+        )
+    )
+    Article.objects.using("target").create(pk=1, title="already there", body="old")
+
+    load(path, using="target", trust_dump_specs=True)
+
+    copy = Article.objects.using("target").exclude(pk=1).get()
+    assert (copy.title, copy.body) == ("article", "text")
+    assert Article.objects.using("target").get(pk=1).body == "old"
