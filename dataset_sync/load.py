@@ -20,7 +20,9 @@ rolls everything back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import io
 import marshal
 import tempfile
@@ -142,7 +144,7 @@ def load(
     started = time.monotonic()
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
     connection = connections[using]
-    with tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
+    with _cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
         plans: list[_Plan] = []
         try:
             # Reading every dump before the transaction starts keeps a bad file from taking
@@ -162,6 +164,23 @@ def load(
                 plan.close()
     report.duration = time.monotonic() - started
     return report
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the length of a load.
+
+    A load allocates millions of short-lived rows, and keeps large sets of primary keys that
+    every full collection walks again: a fifth of a reload went to collections that find
+    nothing, since rows form no cycles and reference counting frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _name(dump: DumpSource) -> str:

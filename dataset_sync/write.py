@@ -77,7 +77,7 @@ class TableWriter:
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
-        rows = table.convert_all(batch)
+        rows = [table.convert(data) for data in batch]
         for attname, holders in self.references.items():
             in_dump = self.in_dump[attname]
             for row in rows:

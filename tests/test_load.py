@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 
 import pytest
@@ -10,6 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db.models.signals import post_save, pre_save
 
 from dataset_sync import Spec, dump, load
+from dataset_sync.errors import DumpFormatError
 from testapp.models import (
     Article,
     Author,
@@ -363,3 +365,12 @@ def test_load_with_signals_sends_raw_saves_for_each_written_row(tmp_path, saves)
     }
     assert texts[("pre_save", first.pk)] == ("reworded", "Q1.0")
     assert texts[("post_save", first.pk)] == ("reworded", "reworded")
+
+
+def test_load_leaves_the_garbage_collector_running_even_when_it_fails(tmp_path):
+    make_source()
+    load(copy(tmp_path, "authors:1,2"), using="target")
+    assert gc.isenabled()
+    with pytest.raises(DumpFormatError):
+        load(tmp_path / "missing.json", using="target")
+    assert gc.isenabled()
