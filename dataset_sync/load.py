@@ -23,7 +23,9 @@ rolls everything back.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import io
 import json
 import marshal
@@ -231,7 +233,7 @@ def load(
     report = LoadReport(sources=[_name(dump) for dump in dumps], dry_run=dry_run)
     connection = connections[using]
     try:
-        with tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
+        with _cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir:
             plans: list[_Plan] = []
             try:
                 # Reading every dump before the transaction starts keeps a bad file from
@@ -314,6 +316,23 @@ def _written_models(plans: list[_Plan]) -> set[type[models.Model]]:
                     if through._meta.auto_created:
                         found.add(through)
     return found
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for the length of a load.
+
+    A load allocates millions of short-lived rows, and keeps large sets of primary keys that
+    every full collection walks again: a fifth of a reload went to collections that find
+    nothing, since rows form no cycles and reference counting frees them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _name(dump: DumpSource) -> str:

@@ -220,28 +220,17 @@ class Table:
         self.db_table = connection.ops.quote_name(meta.db_table)
         self.backend = backend(connection)
         self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
-        self._m2m_bounds = {
-            name: _integer_range(field.target_field, connection) for name, field in self.m2m.items()
-        }
-        # Integer columns, whose values the fast path checks against their ranges.
-        self._ranges = [
-            (column.attname, column.bounds)
-            for column in self.by_name.values()
-            if column.bounds is not None
-        ]
-        # The fields of a dumped object, in the order the dumper writes them, and how each
-        # column's values convert (a foreign key may hold a natural key).
-        self._layout = (*self.by_name, *self.m2m)
-        self._plan = [
-            (
-                column.attname,
-                column.python_type,
-                functools.partial(self._related_from_json, column)
-                if column.field.remote_field is not None
-                else column.to_python,
+        # Per many-to-many field: the related model, its key field, and the JSON type that
+        # key takes as is.
+        self._m2m_targets = {
+            name: (
+                field.related_model,
+                field.target_field,
+                python_type(field.target_field),
+                _integer_range(field.target_field, connection),
             )
-            for column in self.by_name.values()
-        ]
+            for name, field in self.m2m.items()
+        }
 
     def pk_from_json(self, raw: Any) -> Any:
         column = self.pk_column
@@ -264,47 +253,6 @@ class Table:
             ) from None
         return pk
 
-    def convert_all(self, batch: list[dict[str, Any]]) -> list[Row]:
-        """:meth:`convert` every object of ``batch``.
-
-        An object with every field, in the order the dumper writes them, takes a shorter
-        path; any other object, and one whose values fail that path, takes the full one,
-        which names what is wrong.
-        """
-        rows = []
-        layout = self._layout
-        plan = self._plan
-        for data in batch:
-            fields = data.get("fields")
-            if type(fields) is dict and tuple(fields) == layout:
-                try:
-                    # Many-to-many fields come after the columns, so zip() stops before them.
-                    values = {
-                        attname: raw if raw is None or type(raw) is plain else to_python(raw)
-                        for (attname, plain, to_python), raw in zip(
-                            plan, fields.values(), strict=False
-                        )
-                    }
-                    m2m = {
-                        name: self._targets(field, fields[name], None)
-                        for name, field in self.m2m.items()
-                    }
-                    for attname, bounds in self._ranges:
-                        _check_range(values[attname], bounds)
-                except (ValidationError, _MissingNaturalKeyError, TypeError, ValueError):
-                    pass
-                else:
-                    rows.append(Row(self._checked_pk(data["pk"]), values, m2m))
-                    continue
-            rows.append(self.convert(data))
-        return rows
-
-    def _related_from_json(self, column: Column, raw: Any) -> Any:
-        if isinstance(raw, list):
-            field: Any = column.field
-            return self._natural_key(field.related_model, raw, field.target_field.attname)
-        return column.to_python(raw)
-
     def convert(self, data: dict[str, Any]) -> Row:
         """Turn a serialized object into Python values, as Django's deserializer would."""
         pk = self._checked_pk(data["pk"])
@@ -324,9 +272,10 @@ class Table:
                         )
                     else:
                         values[column.attname] = column.to_python(raw)
-                    _check_range(values[column.attname], column.bounds)
+                    if column.bounds is not None:
+                        _check_range(values[column.attname], column.bounds)
                 elif name in self.m2m:
-                    m2m[name] = self._targets(self.m2m[name], raw, pk)
+                    m2m[name] = self._targets(name, raw)
                 elif not self.ignorenonexistent:
                     raise SchemaMismatchError(
                         f"{self.source}: {describe(self.model, pk)}: the dump has a field"
@@ -353,13 +302,10 @@ class Table:
                 ) from None
         return Row(pk, values, m2m)
 
-    def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
+    def _targets(self, name: str, raw: Any) -> set[Any]:
         if not isinstance(raw, list):
             raise ValidationError(f"expected a list of related keys, got {raw!r}")
-        related = field.related_model
-        assert isinstance(related, type)
-        target = field.target_field
-        plain = python_type(target)
+        related, target, plain, bounds = self._m2m_targets[name]
         targets = {
             value
             if type(value) is plain
@@ -368,9 +314,9 @@ class Table:
             else target.to_python(value)
             for value in raw
         }
-        bounds = self._m2m_bounds[field.name]
-        for value in targets:
-            _check_range(value, bounds)
+        if bounds is not None:
+            for value in targets:
+                _check_range(value, bounds)
         return targets
 
     def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:

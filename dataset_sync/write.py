@@ -86,7 +86,7 @@ class TableWriter:
 
     def write(self, batch: list[dict[str, Any]], counts: Any) -> None:
         table = self.table
-        rows = table.convert_all(batch)
+        rows = [table.convert(data) for data in batch]
         if self.prepare is not None:
             self.prepare(rows)
         self._record_references(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from django.core.management.base import CommandError
 from django.db.models.signals import post_save, pre_save
 
 from dataset_sync import Spec, dump, load
+from dataset_sync.errors import DumpFormatError
 from testapp.models import (
     Article,
     Author,
@@ -393,3 +395,12 @@ def test_delete_missing_on_a_proxy_spec_keeps_the_dumped_rows(tmp_path):
 
     assert rows("target")["testapp.tag"] == [(1, "python"), (2, "django")]
     assert report.counts["testapp.tag"].deleted == 1
+
+
+def test_load_leaves_the_garbage_collector_running_even_when_it_fails(tmp_path):
+    make_source()
+    load(copy(tmp_path, "authors:1,2"), using="target")
+    assert gc.isenabled()
+    with pytest.raises(DumpFormatError):
+        load(tmp_path / "missing.json", using="target")
+    assert gc.isenabled()
