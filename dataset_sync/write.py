@@ -126,8 +126,8 @@ class Table:
             assert isinstance(related, type)
             if isinstance(raw, list):
                 return self._natural_key(related, raw, field.target_field.attname)
-            return self._in_range(field.target_field, field.target_field.to_python(raw))
-        return self._in_range(field, field.to_python(raw))
+            return self._in_range(field.target_field, _to_python(field.target_field, raw))
+        return self._in_range(field, _to_python(field, raw))
 
     def _targets(self, field: Any, raw: Any, pk: Any) -> set[Any]:
         if not isinstance(raw, list):
@@ -138,7 +138,7 @@ class Table:
         return {
             self._natural_key(related, value, target.attname)
             if isinstance(value, list)
-            else self._in_range(target, target.to_python(value))
+            else self._in_range(target, _to_python(target, value))
             for value in raw
         }
 
@@ -559,6 +559,18 @@ class TableWriter:
                     f" in the target database. Add {related._meta.label_lower} to the dataset"
                     " or create the row on the target first."
                 )
+
+
+def _to_python(field: Any, raw: Any) -> Any:
+    """``field.to_python(raw)``; a value of a type the field cannot take is a ValidationError.
+
+    Some fields raise TypeError for JSON of the wrong type (a list for a date, say), which
+    a dump from a file may hold.
+    """
+    try:
+        return field.to_python(raw)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _column(field: models.Field[Any, Any]) -> str:

@@ -308,3 +308,15 @@ def test_a_primary_key_the_database_refuses_is_refused(tmp_path, loaded_target):
         " (The database backend does not accept 0 as a value for AutoField.).",
         loaded_target,
     )
+
+
+def test_a_value_of_a_type_the_field_cannot_take_is_refused(tmp_path, loaded_target):
+    question = {"model": "testapp.question", "pk": 900, "fields": {"author": 1, "pub_date": [1]}}
+    path = hand_made(tmp_path, [{"model": "testapp.question"}], [question])
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.question(pk=900): field 'pub_date' has an invalid value [1]"
+        " (fromisoformat: argument must be str).",
+        loaded_target,
+    )

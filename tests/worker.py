@@ -55,14 +55,27 @@ class Worker:
         Worker.started.append(self)
         os.close(control_read)
         os.close(events_write)
-        self._events = os.fdopen(events_read)
+        # Read unbuffered: select() cannot see lines a buffered reader has already taken in.
+        self._events = events_read
+        self._pending = b""
         self._control = os.fdopen(control_write, "w")
+
+    def _next_event(self) -> str:
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([self._events], [], [], HANDSHAKE_LIMIT)
+            if not ready:
+                return "(no event: the worker hung)"
+            chunk = os.read(self._events, 4096)
+            if not chunk:
+                return "(no event: the worker ended)"
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
 
     def expect(self, event: str) -> None:
         """Wait for the worker to report ``event`` (it must be the next one)."""
-        ready, _, _ = select.select([self._events], [], [], HANDSHAKE_LIMIT)
-        line = self._events.readline() if ready else "(no event: the worker hung)\n"
-        if line != f"{event}\n":
+        line = self._next_event()
+        if line != event:
             self.process.kill()
             out, err = self.process.communicate()
             raise AssertionError(f"expected {event!r}, got {line!r}; stdout={out!r} stderr={err!r}")
@@ -75,14 +88,14 @@ class Worker:
     def finish(self) -> tuple[int, str, str]:
         """Wait for the worker to end; its exit status, stdout and stderr."""
         out, err = self.process.communicate(timeout=HANDSHAKE_LIMIT)
-        self._events.close()
+        os.close(self._events)
         self._control.close()
         return self.process.returncode, out, err
 
     def kill(self) -> int:
         self.process.kill()
         self.process.communicate()
-        self._events.close()
+        os.close(self._events)
         self._control.close()
         return self.process.returncode
 
