@@ -150,6 +150,8 @@ class Table:
         kind = field.get_internal_type()
         if isinstance(value, int) and kind in ops.integer_field_ranges:
             low, high = ops.integer_field_range(kind)
+            # No limit (SQLite, before Django 5.0) still means what the driver can bind.
+            low, high = (-(2**63) if low is None else low), (2**63 - 1 if high is None else high)
             if not low <= value <= high:
                 raise ValidationError(f"{value} is out of range ({low} to {high})")
             if kind.endswith("AutoField"):
