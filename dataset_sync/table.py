@@ -142,7 +142,8 @@ def _integer_range(field: Any, connection: BaseDatabaseWrapper) -> tuple[int, in
     if kind not in connection.ops.integer_field_ranges:
         return None
     low, high = connection.ops.integer_field_range(kind)
-    return low, high
+    # No limit (SQLite, before Django 5.0) still means what the driver can bind.
+    return (-(2**63) if low is None else low), (2**63 - 1 if high is None else high)
 
 
 def _check_range(value: Any, bounds: tuple[int, int] | None) -> None:

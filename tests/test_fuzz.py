@@ -9,7 +9,6 @@ it was; never another exception, never a partial write.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 
@@ -28,7 +27,7 @@ from .test_roundtrip import change_source
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
 FUZZ = settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
@@ -184,6 +183,8 @@ def test_forged_header_specs(fuzz_target, index, change):
 
 
 # Regression tests for what the fuzzing found: each used to escape as another exception.
+# They fail before the load writes anything, so the cheaper wrapping test transaction does.
+in_a_test_transaction = pytest.mark.django_db(databases=["default", "target"])
 
 
 @pytest.fixture
@@ -210,6 +211,7 @@ def refused(path, exception, message, before):
     assert rows("target") == before
 
 
+@in_a_test_transaction
 def test_a_delete_missing_filter_on_an_unknown_field_is_refused(tmp_path, loaded_target):
     path = hand_made(
         tmp_path, [{"model": "testapp.tag", "filter": {"nope": 1}, "delete_missing": True}]
@@ -224,6 +226,7 @@ def test_a_delete_missing_filter_on_an_unknown_field_is_refused(tmp_path, loaded
     )
 
 
+@in_a_test_transaction
 def test_a_delete_missing_filter_with_a_value_of_the_wrong_type_is_refused(tmp_path, loaded_target):
     path = hand_made(
         tmp_path, [{"model": "testapp.tag", "filter": {"pk__in": [[]]}, "delete_missing": True}]
@@ -237,6 +240,7 @@ def test_a_delete_missing_filter_with_a_value_of_the_wrong_type_is_refused(tmp_p
     )
 
 
+@in_a_test_transaction
 def test_a_spec_without_a_model_is_refused(tmp_path, loaded_target):
     path = hand_made(tmp_path, [{"model": None}])
     refused(
@@ -244,6 +248,7 @@ def test_a_spec_without_a_model_is_refused(tmp_path, loaded_target):
     )
 
 
+@in_a_test_transaction
 def test_a_spec_flag_of_the_wrong_shape_is_refused(tmp_path, loaded_target):
     path = hand_made(tmp_path, [{"model": "testapp.tag", "ignore_missing_m2m": 5}])
     refused(
@@ -254,6 +259,7 @@ def test_a_spec_flag_of_the_wrong_shape_is_refused(tmp_path, loaded_target):
     )
 
 
+@in_a_test_transaction
 def test_a_foreign_key_written_as_a_natural_key_of_a_model_without_them_is_refused(
     tmp_path, loaded_target
 ):
@@ -268,12 +274,15 @@ def test_a_foreign_key_written_as_a_natural_key_of_a_model_without_them_is_refus
     )
 
 
+@in_a_test_transaction
 @pytest.mark.parametrize("where", ["pk", "field"])
 def test_an_integer_the_database_cannot_store_is_refused(tmp_path, loaded_target, where):
     huge = 2**70
-    low, high = connections["target"].ops.integer_field_range("IntegerField")
+    kind = "AutoField" if where == "pk" else "IntegerField"
+    low, high = connections["target"].ops.integer_field_range(kind)
+    # SQLite has no limits before Django 5.0, but its driver binds 64 bits at most.
+    low, high = (-(2**63) if low is None else low), (2**63 - 1 if high is None else high)
     if where == "pk":
-        low, high = connections["target"].ops.integer_field_range("AutoField")
         tag = {"model": "testapp.tag", "pk": huge, "fields": {"name": "huge"}}
         message = (
             f"testapp.tag(pk={huge}): invalid primary key"
@@ -295,6 +304,7 @@ def test_an_integer_the_database_cannot_store_is_refused(tmp_path, loaded_target
     refused(path, SchemaMismatchError, f"{path}: {message}", loaded_target)
 
 
+@in_a_test_transaction
 def test_a_primary_key_the_database_refuses_is_refused(tmp_path, loaded_target):
     if connections["target"].features.allows_auto_pk_0:
         pytest.skip("this database accepts 0 as an automatic primary key")
@@ -312,21 +322,14 @@ def test_a_primary_key_the_database_refuses_is_refused(tmp_path, loaded_target):
     )
 
 
-def test_a_value_its_field_cannot_parse_is_refused(tmp_path, loaded_target):
-    """Found by the fuzzing: a date given as a number made to_python() raise TypeError."""
-    question = {
-        "model": "testapp.question",
-        "pk": 900,
-        "fields": {"author": 1, "category": None, "text": "t", "pub_date": 5},
-    }
+@in_a_test_transaction
+def test_a_value_of_a_type_the_field_cannot_take_is_refused(tmp_path, loaded_target):
+    question = {"model": "testapp.question", "pk": 900, "fields": {"author": 1, "pub_date": [1]}}
     path = hand_made(tmp_path, [{"model": "testapp.question"}], [question])
-    try:
-        dt.datetime.fromisoformat(5)  # type: ignore[arg-type]
-    except TypeError as exc:
-        reason = str(exc)
     refused(
         path,
         SchemaMismatchError,
-        f"{path}: testapp.question(pk=900): field 'pub_date' has an invalid value 5 ({reason}).",
+        f"{path}: testapp.question(pk=900): field 'pub_date' has an invalid value [1]"
+        " (fromisoformat: argument must be str).",
         loaded_target,
     )

@@ -218,7 +218,7 @@ def outside(dataset_keys, state):
 def test_a_load_makes_the_dataset_equal_and_touches_nothing_else(tmp_path):
     outcomes = {"loaded": 0, "refused": 0}
 
-    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(source=states(), target=states(), dataset=DATASETS)
     # Found on MariaDB: moving question 1 to author 1 brings the target's review of it into
     # the dataset, whose delete_missing spec then deletes it.

@@ -55,20 +55,21 @@ class Worker:
         Worker.started.append(self)
         os.close(control_read)
         os.close(events_write)
-        # Read with os.read, not a buffered file: a file could hold the next event in its
-        # buffer, where select() does not see it, and the test would wait for it in vain.
-        self._events = os.fdopen(events_read, "rb", buffering=0)
-        self._received = b""
+        # Read unbuffered: select() cannot see lines a buffered reader has already taken in.
+        self._events = events_read
+        self._pending = b""
         self._control = os.fdopen(control_write, "w")
 
     def _next_event(self) -> str:
-        while b"\n" not in self._received:
+        while b"\n" not in self._pending:
             ready, _, _ = select.select([self._events], [], [], HANDSHAKE_LIMIT)
-            chunk = os.read(self._events.fileno(), 4096) if ready else b""
+            if not ready:
+                return "(no event: the worker hung)"
+            chunk = os.read(self._events, 4096)
             if not chunk:
-                return "(no event: the worker hung or ended)"
-            self._received += chunk
-        line, _newline, self._received = self._received.partition(b"\n")
+                return "(no event: the worker ended)"
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
         return line.decode()
 
     def expect(self, event: str) -> None:
@@ -77,8 +78,6 @@ class Worker:
         if line != event:
             self.process.kill()
             out, err = self.process.communicate()
-            self._events.close()
-            self._control.close()
             raise AssertionError(f"expected {event!r}, got {line!r}; stdout={out!r} stderr={err!r}")
 
     def go(self) -> None:
@@ -89,14 +88,14 @@ class Worker:
     def finish(self) -> tuple[int, str, str]:
         """Wait for the worker to end; its exit status, stdout and stderr."""
         out, err = self.process.communicate(timeout=HANDSHAKE_LIMIT)
-        self._events.close()
+        os.close(self._events)
         self._control.close()
         return self.process.returncode, out, err
 
     def kill(self) -> int:
         self.process.kill()
         self.process.communicate()
-        self._events.close()
+        os.close(self._events)
         self._control.close()
         return self.process.returncode
 
