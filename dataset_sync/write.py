@@ -110,7 +110,9 @@ class TableWriter:
                 instances = self._pre_save(rows, created_pks, updated) if self.signals else []
                 self._insert(inserts)
                 self._update(updates)
-        except DatabaseError as exc:
+        # ArithmeticError: a decimal the backend cannot quantize to the column's digits
+        # (Django 4.2), raised while the parameters are built.
+        except (DatabaseError, ArithmeticError) as exc:
             raise self._explain(exc, rows) from exc
         for pk in reinserted:
             del self.vacated[pk]
@@ -390,7 +392,7 @@ class TableWriter:
             )
         return instances
 
-    def _explain(self, exc: DatabaseError, rows: list[Row]) -> LoadIntegrityError:
+    def _explain(self, exc: Exception, rows: list[Row]) -> LoadIntegrityError:
         """Name the row and field behind a database error, looking for duplicated keys."""
         table = self.table
         for fields in _unique_field_sets(table.model):

@@ -51,7 +51,8 @@ def test_column_conversions_equal_the_fields_own(alias):
             for value in PYTHON_VALUES:
                 try:
                     expected = field.get_db_prep_save(value, connection)
-                except (ValidationError, TypeError, ValueError, AttributeError):
+                except (ValidationError, TypeError, ValueError, AttributeError, ArithmeticError):
+                    # ArithmeticError: Django 4.2 quantizes decimals to the field's digits.
                     continue
                 assert same(column.db(value), expected), (field, value)
 
