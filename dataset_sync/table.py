@@ -240,6 +240,10 @@ class Table:
     def _checked_pk(self, raw: Any) -> Any:
         """The primary key, or SchemaMismatchError for one the database cannot take."""
         pk = self.pk_from_json(raw)
+        bounds = self.pk_column.bounds
+        # The common case, inline: this runs once per row.
+        if bounds is not None and type(pk) is int and 0 < pk <= bounds[1]:
+            return pk
         try:
             _check_range(pk, self.pk_column.bounds)
             if pk == 0 and self.pk_column.field.get_internal_type().endswith("AutoField"):
@@ -266,6 +270,10 @@ class Table:
                 if column is not None:
                     if raw is None or type(raw) is column.python_type:
                         values[column.attname] = raw
+                        bounds = column.bounds
+                        # Inline, for speed: an int straight from JSON may not fit.
+                        if type(raw) is int and bounds and not bounds[0] <= raw <= bounds[1]:
+                            _check_range(raw, bounds)
                     elif column.field.remote_field is not None and isinstance(raw, list):
                         related = column.field.related_model
                         values[column.attname] = self._natural_key(
@@ -273,7 +281,6 @@ class Table:
                         )
                     else:
                         values[column.attname] = column.to_python(raw)
-                    if column.bounds is not None:
                         _check_range(values[column.attname], column.bounds)
                 elif name in self.m2m:
                     m2m[name] = self._targets(name, raw)
@@ -316,8 +323,10 @@ class Table:
             for value in raw
         }
         if bounds is not None:
+            low, high = bounds
             for value in targets:
-                _check_range(value, bounds)
+                if type(value) is int and not low <= value <= high:
+                    _check_range(value, bounds)
         return targets
 
     def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
