@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models.deletion import Collector
 
 from dataset_sync.errors import DeletionGuardError
+from dataset_sync.flags import concrete
 from dataset_sync.specs import Spec
 
 _LIMIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -102,6 +103,5 @@ def rows_outside(
 def _specs_by_model(specs: Iterable[Spec]) -> dict[type[models.Model], list[Spec]]:
     found: dict[type[models.Model], list[Spec]] = defaultdict(list)
     for spec in specs:
-        model = spec.get_model()
-        found[model._meta.concrete_model or model].append(spec)
+        found[concrete(spec)].append(spec)
     return found

@@ -421,14 +421,11 @@ def _read(
                 ) from exc
             try:
                 spec.check_flags()
+                if spec.delete_missing:
+                    # The loader runs these filters to find rows to delete; try them first.
+                    spec.check_filter(using)
             except InvalidSpecError as exc:
                 raise InvalidSpecError(f"{name}: {exc}") from exc
-            if spec.delete_missing:
-                # The loader runs these filters to find rows to delete; try them first.
-                try:
-                    spec.check_filter(using)
-                except InvalidSpecError as exc:
-                    raise InvalidSpecError(f"{name}: {exc}") from exc
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         plan.ordinals = {model: {} for model in flags.varying_models(specs)}
@@ -669,20 +666,22 @@ class _Apply:
         created again on the source with the same name.
         """
         deleted: set[Any] = set()
-        dumped = self._kept(model)
-        for spec in self.plan.specs:
-            if not spec.delete_missing or flags.concrete(spec) is not model:
-                continue
-            queryset = self.new_keys.mapped(spec).queryset(self.using)
-            stale = [
-                pk
-                for pk in queryset.filter(pk__in=pks).values_list("pk", flat=True)
-                if pk not in dumped and pk not in deleted
-            ]
+        for spec, selected in self._stale_by_spec(model, pks):
+            stale = [pk for pk in selected if pk not in deleted]
             if stale:
                 self._delete(spec, model, stale)
                 deleted.update(stale)
         return deleted
+
+    def _stale_by_spec(
+        self, model: type[models.Model], pks: list[Any]
+    ) -> Iterator[tuple[Spec, list[Any]]]:
+        """Per delete_missing spec of ``model``: those of ``pks`` it selects and the dump lacks."""
+        dumped = self._kept(model)
+        for spec in self.plan.specs:
+            if spec.delete_missing and flags.concrete(spec) is model:
+                queryset = self.new_keys.mapped(spec).queryset(self.using).filter(pk__in=pks)
+                yield spec, [pk for pk in queryset.values_list("pk", flat=True) if pk not in dumped]
 
     def _delete(self, spec: Spec, model: type[models.Model], pks: list[Any]) -> None:
         label = model._meta.label_lower
@@ -728,12 +727,9 @@ class _Apply:
 
     def _stale_among(self, model: type[models.Model], pks: list[Any]) -> int:
         """How many of ``pks`` a delete_missing spec of ``model`` selects and the dump lacks."""
-        dumped = self._kept(model)
         stale: set[Any] = set()
-        for spec in self.plan.specs:
-            if spec.delete_missing and flags.concrete(spec) is model:
-                selected = self.new_keys.mapped(spec).queryset(self.using).filter(pk__in=pks)
-                stale.update(pk for pk in selected.values_list("pk", flat=True) if pk not in dumped)
+        for _spec, selected in self._stale_by_spec(model, pks):
+            stale.update(selected)
         return len(stale)
 
     def _refuse_cascades_outside(self) -> None:
