@@ -327,13 +327,13 @@ class DumpReader:
         return parsed
 
     def _checked(self, data: Any, line_number: int | None) -> dict[str, Any]:
-        where = f"line {line_number}" if line_number else "an object"
         if (
             not isinstance(data, dict)
             or not isinstance(data.get("model"), str)
             or "pk" not in data
             or not isinstance(data.get("fields", {}), dict)
         ):
+            where = f"line {line_number}" if line_number else "an object"
             raise self._error(
                 f"{where} is not a serialized object with 'model', 'pk' and 'fields'."
             )

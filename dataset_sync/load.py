@@ -27,8 +27,10 @@ import contextlib
 import functools
 import gc
 import io
+import itertools
 import json
 import marshal
+import operator
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -353,21 +355,26 @@ class _Spool:
         self._pending: list[dict[str, Any]] = []
         self._batch_size = batch_size
 
-    def append(self, data: dict[str, Any]) -> None:
-        self._pending.append(data)
-        if len(self._pending) >= self._batch_size:
-            self._flush()
+    def extend(self, objects: list[dict[str, Any]]) -> None:
+        pending = self._pending
+        pending.extend(objects)
+        size = self._batch_size
+        if len(pending) >= size:
+            full = len(pending) - len(pending) % size
+            for start in range(0, full, size):
+                self._write(pending[start : start + size])
+            self._pending = pending[full:]
 
-    def _flush(self) -> None:
-        if self._pending:
-            # Length-prefixed: marshal.load() on a file reads in tiny pieces, loads() does not.
-            payload = marshal.dumps(self._pending)
-            self._file.write(len(payload).to_bytes(8, "big"))
-            self._file.write(payload)
-            self._pending = []
+    def _write(self, batch: list[dict[str, Any]]) -> None:
+        # Length-prefixed: marshal.load() on a file reads in tiny pieces, loads() does not.
+        payload = marshal.dumps(batch)
+        self._file.write(len(payload).to_bytes(8, "big"))
+        self._file.write(payload)
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:
-        self._flush()
+        if self._pending:
+            self._write(self._pending)
+            self._pending = []
         self._file.seek(0)
         while size := int.from_bytes(self._file.read(8), "big"):
             yield marshal.loads(self._file.read(size))
@@ -463,42 +470,85 @@ def _spool_batch(
     plan: _Plan,
     spool_dir: Path,
 ) -> None:
-    """Spool a batch of objects; ``first`` is the position of its first object in the dump."""
-    for ordinal, data in enumerate(batch, start=first):
-        label = data["model"]
-        known = by_label.get(label)
-        if known is None:
-            try:
-                model = apps.get_model(label)
-            except (LookupError, ValueError):
-                raise SchemaMismatchError(
-                    f"{plan.name}: {label}(pk={data['pk']!r}): unknown model; the target"
-                    " has no such model. Migrate the target or remove the model from the dataset."
-                ) from None
-            # A proxy model's rows live in its concrete model's table.
-            model = model._meta.concrete_model or model
-            known = by_label[label] = (model, model._meta.pk, python_type(model._meta.pk))
-        model, pk_field, pk_type = known
-        pk = data["pk"]
-        if type(pk) is not pk_type:
-            try:
-                pk = pk_field.to_python(pk)
-            except ValidationError as exc:
-                raise SchemaMismatchError(
-                    f"{plan.name}: {label}(pk={data['pk']!r}): invalid primary key"
-                    f" ({'; '.join(exc.messages)})."
-                ) from None
+    """Spool a batch of objects; ``first`` is the position of its first object in the dump.
+
+    A dump holds its objects spec by spec, so a batch is a few runs of one model each; a
+    run of new primary keys of the type they take as they are is spooled in one step.
+    """
+    position = first
+    for label, objects in itertools.groupby(batch, key=operator.itemgetter("model")):
+        run = list(objects)
+        model, pk_type = _spool_model(label, run[0], by_label, plan)
+        pks = [data["pk"] for data in run]
         seen = plan.pks[model]
-        if pk in seen:
-            # Several specs selected this object; it is written once, as the first one did.
-            continue
-        seen.add(pk)
-        if (ordinals := plan.ordinals.get(model)) is not None:
-            ordinals[pk] = ordinal
-        spool = plan.spools.get(model)
-        if spool is None:
-            spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
-        spool.append(data)
+        fresh = set(pks) if set(map(type, pks)) == {pk_type} else set()
+        if len(fresh) == len(pks) and seen.isdisjoint(fresh):
+            seen |= fresh
+            if (ordinals := plan.ordinals.get(model)) is not None:
+                ordinals.update(zip(pks, range(position, position + len(run)), strict=True))
+            _spool_for(model, label, plan, spool_dir).extend(run)
+        else:
+            for ordinal, data in enumerate(run, start=position):
+                _spool_object(data, ordinal, label, by_label, plan, spool_dir)
+        position += len(run)
+
+
+def _spool_model(
+    label: str,
+    data: dict[str, Any],
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]],
+    plan: _Plan,
+) -> tuple[type[models.Model], type | None]:
+    """The model whose table holds objects labelled ``label``, and its key's JSON type."""
+    known = by_label.get(label)
+    if known is None:
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            raise SchemaMismatchError(
+                f"{plan.name}: {label}(pk={data['pk']!r}): unknown model; the target"
+                " has no such model. Migrate the target or remove the model from the dataset."
+            ) from None
+        # A proxy model's rows live in its concrete model's table.
+        model = model._meta.concrete_model or model
+        known = by_label[label] = (model, model._meta.pk, python_type(model._meta.pk))
+    return known[0], known[2]
+
+
+def _spool_object(
+    data: dict[str, Any],
+    ordinal: int,
+    label: str,
+    by_label: dict[str, tuple[type[models.Model], Any, type | None]],
+    plan: _Plan,
+    spool_dir: Path,
+) -> None:
+    """Spool one object, unless an earlier spec already selected it."""
+    model, pk_field, pk_type = by_label[label]
+    pk = data["pk"]
+    if type(pk) is not pk_type:
+        try:
+            pk = pk_field.to_python(pk)
+        except ValidationError as exc:
+            raise SchemaMismatchError(
+                f"{plan.name}: {label}(pk={data['pk']!r}): invalid primary key"
+                f" ({'; '.join(exc.messages)})."
+            ) from None
+    seen = plan.pks[model]
+    if pk in seen:
+        # Several specs selected this object; it is written once, as the first one did.
+        return
+    seen.add(pk)
+    if (ordinals := plan.ordinals.get(model)) is not None:
+        ordinals[pk] = ordinal
+    _spool_for(model, label, plan, spool_dir).extend([data])
+
+
+def _spool_for(model: type[models.Model], label: str, plan: _Plan, spool_dir: Path) -> _Spool:
+    spool = plan.spools.get(model)
+    if spool is None:
+        spool = plan.spools[model] = _Spool(spool_dir / label, conf.batch_size())
+    return spool
 
 
 def _write_order(model_set: set[type[models.Model]]) -> list[type[models.Model]]:

@@ -384,15 +384,15 @@ def select(
         for condition, params in backend.in_list(where.column, [where.db(v) for v in values]):
             cursor.execute(select + condition, params)
             fetched = cursor.fetchall()
-            if converters:
-                for row in fetched:
-                    converted = list(row)
-                    for index, functions, expression in converters:
-                        value = converted[index]
-                        for function in functions:
-                            value = function(value, expression, connection)
-                        converted[index] = value
-                    found.append(tuple(converted))
+            if converters and fetched:
+                # Column by column: a converter runs over a list, not a row at a time.
+                by_column: list[Sequence[Any]] = list(zip(*fetched, strict=True))
+                for index, functions, expression in converters:
+                    for function in functions:
+                        by_column[index] = [
+                            function(value, expression, connection) for value in by_column[index]
+                        ]
+                found.extend(zip(*by_column, strict=True))
             else:
                 found.extend(fetched)
     return found
