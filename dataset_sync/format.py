@@ -22,6 +22,7 @@ import bz2
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import lzma
 import sys
@@ -274,44 +275,46 @@ class DumpReader:
         """
         digest = hashlib.sha256()
         count = 0
-        line_number = 1
-        lines: list[str] = []
+        first_line = 2  # the header is line 1
         try:
-            for line_number, raw in enumerate(self._stream, start=2):
-                if raw.startswith(_TRAILER_OPEN):
-                    yield self._parse_batch(lines, line_number - len(lines), digest)
+            while lines := list(itertools.islice(self._stream, _BATCH_LINES)):
+                end = next(
+                    (i for i, line in enumerate(lines) if line.startswith(_TRAILER_OPEN)), None
+                )
+                if end is None:
+                    yield self._parse_batch(lines, first_line, digest)
                     count += len(lines)
-                    trailer = self._parse_trailer(raw, line_number)
-                    self._verify_trailer(trailer, count, digest.hexdigest())
-                    self._expect_end(line_number)
-                    return
-                line = raw.rstrip("\n")
-                lines.append(line[:-1] if line.endswith(",") else line)
-                if len(lines) == _BATCH_LINES:
-                    yield self._parse_batch(lines, line_number + 1 - len(lines), digest)
-                    count += len(lines)
-                    lines = []
+                    first_line += len(lines)
+                    continue
+                yield self._parse_batch(lines[:end], first_line, digest)
+                count += end
+                line_number = first_line + end
+                trailer = self._parse_trailer(lines[end], line_number)
+                self._verify_trailer(trailer, count, digest.hexdigest())
+                self._expect_end(line_number, lines[end + 1 :])
+                return
         except UnicodeDecodeError:
-            raise self._error(f"line {line_number + 1} is not UTF-8 text.") from None
+            raise self._error(f"the text after line {first_line - 1} is not UTF-8.") from None
         except (OSError, EOFError) as exc:
             raise self._error(
-                f"cannot be read after {count + len(lines):,} objects ({exc}); the file is"
-                " truncated or corrupted. Dump it again."
+                f"cannot be read after {count:,} objects ({exc}); the file is truncated or"
+                " corrupted. Dump it again."
             ) from exc
-        self._parse_batch(lines, line_number + 1 - len(lines), digest)
         raise self._error(
-            f"trailer missing after {count + len(lines):,} objects; the file is truncated."
-            " Dump it again."
+            f"trailer missing after {count:,} objects; the file is truncated. Dump it again."
         )
 
     def _parse_batch(self, lines: list[str], first_line: int, digest: Any) -> list[dict[str, Any]]:
+        """Parse and digest object lines as read, each with its comma and newline."""
+        text = "".join(lines)
         try:
-            parsed = json.loads("[" + ",".join(lines) + "]")
+            parsed = json.loads("[" + text.rstrip("\n").removesuffix(",") + "]")
         except json.JSONDecodeError:
             parsed = None
         if not isinstance(parsed, list) or len(parsed) != len(lines):
             parsed = []
             for line_number, line in enumerate(lines, start=first_line):
+                line = line.rstrip("\n").removesuffix(",")
                 try:
                     parsed.append(self._checked(json.loads(line), line_number))
                 except json.JSONDecodeError as exc:
@@ -322,8 +325,8 @@ class DumpReader:
         else:
             for line_number, data in enumerate(parsed, start=first_line):
                 self._checked(data, line_number)
-        if lines:
-            digest.update(("\n".join(lines) + "\n").encode())
+        # The digest covers each object's line without its comma.
+        digest.update(text.replace(",\n", "\n").encode())
         return parsed
 
     def _checked(self, data: Any, line_number: int | None) -> dict[str, Any]:
@@ -387,8 +390,8 @@ class DumpReader:
                 " both sides and dump it again."
             )
 
-    def _expect_end(self, line_number: int) -> None:
-        if self._stream.read().strip():
+    def _expect_end(self, line_number: int, rest: list[str]) -> None:
+        if "".join(rest).strip() or self._stream.read().strip():
             raise self._error(
                 f"unexpected content after the trailer on line {line_number}. Dump it again."
             )

@@ -123,6 +123,15 @@ def test_file_that_is_not_utf8_is_refused(tmp_path, target_with_rows, fails):
     )
 
 
+def test_object_lines_that_are_not_utf8_are_refused(tmp_path, target_with_rows, good_dump, fails):
+    path = tmp_path / "bad.json"
+    lines = [line.encode() for line in good_dump]
+    # Past the first block the reader decodes with the header, and invalid UTF-8.
+    lines[3] = lines[3].replace(b'"pk"', b'"' + b"x" * 20_000 + b'\xff\xfe"')
+    path.write_bytes(b"".join(lines))
+    fails(path, DumpFormatError, f"{path}: the text after line 1 is not UTF-8.", target_with_rows)
+
+
 def test_json_that_is_not_a_dump_is_refused(tmp_path, target_with_rows, fails):
     path = write(tmp_path, ['[{"model": "testapp.tag", "pk": 1, "fields": {}}]'])
     fails(
