@@ -15,8 +15,9 @@ from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from dataset_sync import dump, registry
+from dataset_sync import dump, load, registry
 from testapp.models import (
     Article,
     Author,
@@ -97,6 +98,18 @@ def run(*args: str) -> tuple[str, str]:
     out, err = StringIO(), StringIO()
     call_command(*args, stdout=out, stderr=err)
     return out.getvalue(), err.getvalue()
+
+
+def refused(path: Any, exception: type[Exception], message: str, before: Any) -> None:
+    """Load a hand-made dump (it names no dataset, so with its own specs) through ``load()``
+    and through the command: both fail with ``message`` and leave the target as ``before``."""
+    with pytest.raises(exception) as excinfo:
+        load(path, using="target", trust_dump_specs=True)
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target", "--trust-dump-specs")
+    assert str(excinfo.value) == message
+    assert rows("target") == before
 
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)

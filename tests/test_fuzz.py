@@ -13,7 +13,6 @@ import hashlib
 import json
 
 import pytest
-from django.core.management.base import CommandError
 from django.db import connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from dataset_sync import load
 from dataset_sync.errors import DatasetSyncError, InvalidSpecError, SchemaMismatchError
 
-from .conftest import copy, make_everything, rows, run
+from .conftest import copy, make_everything, refused, rows
 from .test_roundtrip import change_source
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
@@ -200,18 +199,6 @@ def hand_made(tmp_path, specs, objects=()):
     return path
 
 
-def refused(path, exception, message, before):
-    """Hand-made dumps name no dataset: they are loaded with their own specs."""
-    with pytest.raises(exception) as excinfo:
-        load(path, using="target", trust_dump_specs=True)
-    assert str(excinfo.value) == message
-    with pytest.raises(CommandError) as excinfo:
-        run("loaddata-spec", str(path), "--database", "target", "--trust-dump-specs")
-    assert str(excinfo.value) == message
-    assert rows("target") == before
-
-
-@in_a_test_transaction
 def test_a_delete_missing_filter_on_an_unknown_field_is_refused(tmp_path, loaded_target):
     path = hand_made(
         tmp_path, [{"model": "testapp.tag", "filter": {"nope": 1}, "delete_missing": True}]
