@@ -62,15 +62,18 @@ def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
     """The C encoder that ``_ENCODER.encode()`` builds on every call, built once.
 
     Building it cost as much as encoding a row. Rows hold no cycles, so it need not look
-    for them. None where the json module has no C accelerator.
+    for them. None where ``encode()`` would not use one either: the json module has no C
+    accelerator, or the output is indented.
     """
     make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:
+    if make is None or _ENCODER.indent is not None:
         return None
     encoder: Callable[[Any, int], Sequence[str]] = make(
         None,
         _ENCODER.default,
-        json.encoder.encode_basestring,
+        json.encoder.encode_basestring_ascii
+        if _ENCODER.ensure_ascii
+        else json.encoder.encode_basestring,
         None,
         _ENCODER.key_separator,
         _ENCODER.item_separator,
