@@ -10,8 +10,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
 from django.db.models import Prefetch
 
+from dataset_sync.dump.serialize import RowSerializer
 from dataset_sync.format import encode_object
-from dataset_sync.serialize import RowSerializer
 from testapp.models import Article, Author, Choice, Comment, Event, Node, Question, Tag
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,7 @@
-"""dump(): stream the rows a dataset selects into one dump file."""
+"""dump(): stream the rows a dataset selects into one dump file.
+
+``serialize`` turns rows into Django's serializer representation.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from dataset_sync import conf
+from dataset_sync.dump.serialize import RowSerializer
 from dataset_sync.errors import DumpWriteError
 from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
-from dataset_sync.serialize import RowSerializer
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
 Progress = Callable[[str], Any]
