@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataset_sync.dump import DumpSummary, dump
 from dataset_sync.errors import DatasetSyncError
-from dataset_sync.guards import DeleteLimit
-from dataset_sync.load import LoadReport, ModelCounts, load
+from dataset_sync.load import load
+from dataset_sync.load.guards import DeleteLimit
 from dataset_sync.registry import Dataset, register
+from dataset_sync.report import LoadReport, ModelCounts
 from dataset_sync.specs import (
     Spec,
     specs_for_app_models,

@@ -19,9 +19,8 @@ from django.core import checks
 from django.core.exceptions import FieldError
 
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
-from dataset_sync.flags import concrete
+from dataset_sync.load.keys import parent_row_model
 from dataset_sync.registry import datasets
-from dataset_sync.save_as_new import parent_row_model
 from dataset_sync.specs import Spec, to_spec
 
 
@@ -41,11 +40,12 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             raw_specs = list(dataset.specs_function(""))
         except (ValueError, TypeError, LookupError, DatasetArgumentsError):
             continue
-        except Exception as exc:  # noqa: BLE001 - a check reports, it does not crash
+        except Exception as exc:  # a check reports; it does not crash
             errors.append(
                 checks.Error(
                     f"Dataset '{name}' raised {type(exc).__name__}: {exc}",
-                    hint="A dataset function should only raise ValueError for bad arguments.",
+                    hint="A dataset function should raise only ValueError, TypeError or"
+                    " LookupError, and only for arguments it rejects.",
                     id="dataset_sync.E001",
                 )
             )
@@ -81,10 +81,10 @@ def _check_spec(name: str, raw: Any) -> list[checks.CheckMessage]:
 
 def _check_copies(name: str, specs: list[Spec]) -> list[checks.CheckMessage]:
     """What would make a load of this dataset fail on save_as_new, whatever the rows."""
-    copied = {concrete(spec) for spec in specs if spec.save_as_new}
+    copied = {spec.concrete_model() for spec in specs if spec.save_as_new}
     errors: list[checks.CheckMessage] = []
     for spec in specs:
-        parent = parent_row_model(concrete(spec))
+        parent = parent_row_model(spec.concrete_model())
         if spec.save_as_new and parent is not None and parent not in copied:
             label = parent._meta.label_lower
             errors.append(
@@ -96,7 +96,7 @@ def _check_copies(name: str, specs: list[Spec]) -> list[checks.CheckMessage]:
                 )
             )
         for lookup, label in spec.delete_missing_map:
-            if concrete(Spec(label)) not in copied:
+            if Spec(label).concrete_model() not in copied:
                 errors.append(
                     checks.Error(
                         f"Dataset '{name}': the delete_missing map of {spec.model} rewrites"

@@ -6,11 +6,6 @@ from a refusal; the README lists the codes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dataset_sync.load import LoadReport
-
 #: Exit codes of the commands (the README documents them).
 EXIT_NOTHING_TO_DO = 3
 EXIT_BAD_INPUT = 4
@@ -22,8 +17,14 @@ class DatasetSyncError(Exception):
     """A failure the user can fix; the commands turn it into CommandError."""
 
     exit_code = EXIT_BAD_INPUT
-    #: What a failed load had done before it was rolled back, for its summary line.
-    report: LoadReport | None = None
+
+    def in_file(self, name: str) -> DatasetSyncError:
+        """This error with the dump it concerns (its file name) in front of the message.
+
+        Context is added once, where a dump is handled as a whole, rather than passed down
+        into every function only to prefix messages. Raise it ``from`` this error.
+        """
+        return type(self)(f"{name}: {self}")
 
 
 class InvalidSpecError(DatasetSyncError):

@@ -32,8 +32,9 @@ from dataset_sync.errors import (
     InvalidVersionError,
 )
 from dataset_sync.format import DumpWriter, Header, encode_object
-from dataset_sync.load import LoadReport, load
+from dataset_sync.load import load
 from dataset_sync.registry import Mapper
+from dataset_sync.report import LoadReport
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
 __all__ = [
@@ -149,5 +150,5 @@ def load_dump(
         using=using,
         ignorenonexistent=ignorenonexistent,
         trust_dump_specs=True,
-        progress=None if progress is silence else progress,
+        log=None if progress is silence else progress,
     )

@@ -28,7 +28,7 @@ import json.encoder
 import lzma
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -41,8 +41,6 @@ FORMAT = "dataset_sync"
 VERSION = 1
 _OBJECTS_OPEN = ', "objects": ['
 _TRAILER_OPEN = "], "
-#: Lines of objects parsed together while reading a dump.
-_BATCH_LINES = 1000
 _COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 #: How each compressed format starts, for stdin, which has no file name to go by.
 _MAGIC = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
@@ -122,9 +120,9 @@ def open_input(path: str) -> IO[str]:
             return opener(path, "rt", encoding="utf-8")  # type: ignore[operator,no-any-return]
         return open(path, encoding="utf-8")
     except FileNotFoundError:
-        raise DumpFormatError(f"{path}: no such file.") from None
+        raise DumpFormatError("no such file.") from None
     except IsADirectoryError:
-        raise DumpFormatError(f"{path}: is a directory, not a dump file.") from None
+        raise DumpFormatError("is a directory, not a dump file.") from None
 
 
 @dataclass
@@ -137,7 +135,6 @@ class Header:
     vendor: str | None = None
     created: str | None = None
     version: int = VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -148,7 +145,6 @@ class Header:
             "specs": self.specs,
             "vendor": self.vendor,
             "created": self.created,
-            **self.extra,
         }
 
 
@@ -202,8 +198,11 @@ class DumpReader:
     with that key.
     """
 
-    def __init__(self, stream: IO[str], name: str, signing_key: str | None = None) -> None:
-        self.name = name
+    def __init__(
+        self, stream: IO[str], signing_key: str | None = None, batch_size: int = 1000
+    ) -> None:
+        #: Object lines parsed together: one parse per batch costs far less than one per line.
+        self.batch_size = batch_size
         self._stream = stream
         self._signing_key = signing_key
         try:
@@ -226,7 +225,7 @@ class DumpReader:
             self.header = self._header_of(self._in_memory)
 
     def _error(self, message: str) -> DumpFormatError:
-        return DumpFormatError(f"{self.name}: {message}")
+        return DumpFormatError(message)
 
     def _parse_header(self, line: str) -> Header:
         try:
@@ -264,7 +263,7 @@ class DumpReader:
         version = data.get("version")
         if version != VERSION:
             raise InvalidVersionError(
-                f"{self.name}: format version {version!r} is not supported; this dataset_sync"
+                f"format version {version!r} is not supported; this dataset_sync"
                 f" reads version {VERSION}. Use the same dataset_sync version on both sides."
             )
         specs = data.get("specs")
@@ -279,11 +278,11 @@ class DumpReader:
         )
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:
-        """Every object in file order, in lists of up to 1,000; DumpFormatError on a defect."""
+        """Every object in file order, in lists of ``batch_size``; DumpFormatError on a defect."""
         if self._in_memory is not None:
             objects = list(self._objects_in_memory(self._in_memory))
-            for start in range(0, len(objects), _BATCH_LINES):
-                yield objects[start : start + _BATCH_LINES]
+            for start in range(0, len(objects), self.batch_size):
+                yield objects[start : start + self.batch_size]
         else:
             yield from self._batches()
 
@@ -309,7 +308,7 @@ class DumpReader:
         count = 0
         first_line = 2  # the header is line 1
         try:
-            while lines := list(itertools.islice(self._stream, _BATCH_LINES)):
+            while lines := list(itertools.islice(self._stream, self.batch_size)):
                 end = next(
                     (i for i, line in enumerate(lines) if line.startswith(_TRAILER_OPEN)), None
                 )
@@ -409,7 +408,7 @@ class DumpReader:
             return
         if "signature" not in trailer:
             raise UntrustedDumpError(
-                f"{self.name}: the dump is not signed, and this database loads only signed"
+                "the dump is not signed, and this database loads only signed"
                 " dumps (DATASET_SYNC_SIGNING_KEY is set). Set the same key where the dump is"
                 " made and dump it again."
             )
@@ -417,7 +416,7 @@ class DumpReader:
             self.header.as_dict(), trailer, trailer["signature"], self._signing_key
         ):
             raise UntrustedDumpError(
-                f"{self.name}: the dump's signature does not match: it was signed with another"
+                "the dump's signature does not match: it was signed with another"
                 " key, or changed after it was dumped. Use the same DATASET_SYNC_SIGNING_KEY on"
                 " both sides and dump it again."
             )

@@ -13,7 +13,6 @@ from django.utils.module_loading import autodiscover_modules, import_string
 from dataset_sync import conf
 from dataset_sync.errors import (
     DatasetArgumentsError,
-    DatasetSyncError,
     InvalidSpecError,
     UnknownDatasetError,
     UntrustedDumpError,
@@ -98,9 +97,7 @@ def get_dataset(name: str) -> Dataset:
         raise UnknownDatasetError(f"Unknown dataset '{name}'; known datasets: {known}.") from None
 
 
-def declared_specs(
-    dataset: str | None, args: str, dumped: Sequence[Spec], where: str
-) -> list[Spec]:
+def declared_specs(dataset: str | None, args: str, dumped: Sequence[Spec]) -> list[Spec]:
     """This database's own specs for a dump of ``dataset`` with ``args``.
 
     A dump is a destructive instruction, so the loader does not take its specs on trust: they
@@ -111,7 +108,7 @@ def declared_specs(
     override = "or load with --trust-dump-specs to use the dump's specs."
     if dataset is None:
         raise UntrustedDumpError(
-            f"{where}: the dump names no dataset (it was written from specs, or by"
+            "the dump names no dataset (it was written from specs, or by"
             " feincms3-data), so this database cannot check what it may delete. Load it with"
             " --trust-dump-specs if you trust the dump's specs."
         )
@@ -119,13 +116,10 @@ def declared_specs(
     if dataset not in known:
         names = ", ".join(sorted(known)) or "none are registered"
         raise UntrustedDumpError(
-            f"{where}: the dump is of dataset '{dataset}', which this database does not declare"
+            f"the dump is of dataset '{dataset}', which this database does not declare"
             f" (known datasets: {names}). Declare it here, {override}"
         )
-    try:
-        declared = known[dataset].specs(args)
-    except DatasetSyncError as exc:
-        raise type(exc)(f"{where}: {exc}") from exc
+    declared = known[dataset].specs(args)
     theirs, ours = [_canonical(spec) for spec in dumped], [_canonical(spec) for spec in declared]
     if theirs != ours:
         only_theirs = [spec for spec in theirs if spec not in ours]
@@ -136,7 +130,7 @@ def declared_specs(
         ] or ["the same specs in another order"]
         name = f"{dataset}:{args}" if args else dataset
         raise UntrustedDumpError(
-            f"{where}: the dump's specs differ from what dataset '{name}' declares here:"
+            f"the dump's specs differ from what dataset '{name}' declares here:"
             f" {', '.join(differences)}. Deploy the same declaration on both sides, {override}"
         )
     return declared

@@ -188,6 +188,11 @@ class Spec:
                 f"Spec model '{self.model}' is not an installed model."
             ) from None
 
+    def concrete_model(self) -> type[models.Model]:
+        """The model whose table holds this spec's rows: a proxy's concrete model."""
+        model = self.get_model()
+        return model._meta.concrete_model or model
+
     def check_filter(self, using: str) -> None:
         """Run the filter once on ``using``; InvalidSpecError when it cannot be run there.
 

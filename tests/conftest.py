@@ -216,8 +216,18 @@ class Statements:
         return execute(sql, params, many, context)
 
     def writes(self) -> list[str]:
-        verbs = ("INSERT", "UPDATE", "DELETE", "REPLACE", "TRUNCATE", "ALTER", "SELECT SETVAL")
-        # SQLite's load lock is a DELETE that matches no row (see dataset_sync.locking).
+        # COPY: PostgreSQL's inserts (dataset_sync.load.backends).
+        verbs = (
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "REPLACE",
+            "TRUNCATE",
+            "ALTER",
+            "SELECT SETVAL",
+            "COPY",
+        )
+        # SQLite's load lock is a DELETE that matches no row (see dataset_sync.load.backends).
         return [
             sql
             for sql in self.sql

@@ -169,7 +169,7 @@ def test_dump_is_one_snapshot_while_the_application_writes(tmp_path):
 
     path = tmp_path / "dump.json"
     try:
-        dump("authors:1,2", output=path, progress=write_between_specs)
+        dump("authors:1,2", output=path, log=write_between_specs)
     finally:
         other.close()
 

@@ -6,9 +6,8 @@ import pytest
 from django.core.management.base import CommandError
 from django.db import connections
 
-from dataset_sync import Spec, load
+from dataset_sync import DeleteLimit, Spec, load
 from dataset_sync.errors import DeletionGuardError
-from dataset_sync.guards import DeleteLimit
 from testapp.models import Author, Choice, Question
 
 from .conftest import WHEN, Statements, copy, make_source, rows, run

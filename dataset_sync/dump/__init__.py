@@ -23,7 +23,7 @@ from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
-Progress = Callable[[str], Any]
+Log = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def dump(
     output: str | Path | Writable,
     using: str = DEFAULT_DB_ALIAS,
     mappers: dict[str, Mapper] | None = None,
-    progress: Progress | None = None,
+    log: Log | None = None,
     on_batch: OnBatch | None = None,
 ) -> DumpSummary:
     """Write the rows of ``dataset`` (``"name:args"``) or of ``specs`` to ``output``.
@@ -57,8 +57,8 @@ def dump(
     beside it and renamed when the dump is complete, so a failed dump never leaves a file
     that looks whole; ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
 
-    ``progress`` gets a line per spec; ``on_batch(label, done)`` is called after each batch
-    of a spec's rows with the spec's model label, for a progress display.
+    ``log`` gets a line per spec; ``on_batch(label, done)`` is called after each batch of a
+    spec's rows with the spec's model label, for a progress display.
     """
     if isinstance(dataset, str):
         name, args = parse(dataset)
@@ -81,7 +81,7 @@ def dump(
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):
-        counts = _write(stream, header, resolved, using, mappers or {}, progress, on_batch)
+        counts = _write(stream, header, resolved, using, mappers or {}, log, on_batch)
     return DumpSummary(resolved, counts)
 
 
@@ -131,7 +131,7 @@ def _write(
     specs: list[Spec],
     using: str,
     mappers: dict[str, Mapper],
-    progress: Progress | None,
+    log: Log | None,
     on_batch: OnBatch | None,
 ) -> list[int]:
     writer = DumpWriter(stream, header, conf.signing_key())
@@ -151,7 +151,7 @@ def _write(
                 on_batch(spec.model, writer.count - before)
         if on_batch:
             on_batch(spec.model, writer.count - before)
-        if progress:
-            progress(f"{spec.model}: {writer.count - before:,} objects")
+        if log:
+            log(f"{spec.model}: {writer.count - before:,} objects")
     writer.close()
     return writer.spec_counts

@@ -32,13 +32,13 @@ class Command(BaseCommand):
     ) -> None:
         # Rows and rates only on a terminal: logs and pipes get the summary alone.
         meter = TerminalProgress(self.stderr) if verbosity >= 1 and self.stderr.isatty() else None
-        progress = (meter.line if meter else self.stderr.write) if verbosity >= 2 else None
+        log = (meter.line if meter else self.stderr.write) if verbosity >= 2 else None
         try:
             summary = dump(
                 dataset,
                 output=output or self.stdout,
                 using=database,
-                progress=progress,
+                log=log,
                 on_batch=meter,
             )
         except DatasetSyncError as exc:

@@ -8,9 +8,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from dataset_sync.errors import EXIT_NOTHING_TO_DO, DatasetSyncError
-from dataset_sync.guards import DeleteLimit
-from dataset_sync.load import LoadReport, load
+from dataset_sync.load import DeleteLimit, load
 from dataset_sync.progress import TerminalProgress
+from dataset_sync.report import LoadReport
 
 
 def _delete_limit(text: str) -> DeleteLimit:
@@ -117,9 +117,10 @@ class Command(BaseCommand):
         terminal = verbosity >= 1 and not as_json and self.stderr.isatty()
         meter = TerminalProgress(self.stderr) if terminal else None
         lines = meter.line if meter else self.stderr.write
-        progress = lines if verbosity >= 2 and not as_json else None
+        log = lines if verbosity >= 2 and not as_json else None
+        report = LoadReport()
         try:
-            report = load(
+            load(
                 *dumps,
                 using=database,
                 dry_run=dry_run,
@@ -128,13 +129,13 @@ class Command(BaseCommand):
                 allow_cascade=allow_cascade,
                 max_delete=max_delete,
                 signals=signals,
-                progress=progress,
+                log=log,
                 lock_timeout=lock_timeout,
                 on_batch=meter,
+                report=report,
             )
         except DatasetSyncError as exc:
-            failed = exc.report or LoadReport(sources=dumps, dry_run=dry_run)
-            self._report(failed, exc.exit_code, exc, as_json, verbosity)
+            self._report(report, exc.exit_code, exc, as_json, verbosity)
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         finally:
             if meter:

@@ -1,9 +1,10 @@
-"""How one model's serialized objects map onto its own table, and back.
+"""Converting one model's serialized objects into rows of Python values, and back.
 
-A :class:`Table` converts each dumped object into a :class:`Row` of Python values, exactly as
-Django's deserializer would (``to_python()`` per field, natural keys looked up), turns Python
-values into database parameters (``get_db_prep_save()``), and reads existing rows back as
-Python values, the way a ``values_list()`` query would (the backend's and the field's
+A :class:`RowConverter` turns each dumped object into a :class:`Row` of Python values,
+exactly as Django's deserializer would (``to_python()`` per field, natural keys looked up);
+its :class:`Column` objects turn Python values into database parameters
+(``get_db_prep_save()``), and :func:`from_db` turns values read from the database into
+Python values the way a ``values_list()`` query would (the backend's and the field's
 converters). For a multi-table inheritance child it covers only the child's table: the
 parent's rows come as objects of the parent model.
 
@@ -27,7 +28,6 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
-from dataset_sync.backends import Backend, backend
 from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
 
 Convert = Callable[[Any], Any]
@@ -186,22 +186,17 @@ class Column:
         return self.to_db(value)
 
 
-class Table:
-    """How the serialized form of one model maps onto its table."""
+class RowConverter:
+    """How the serialized objects of one model map onto the columns of its own table."""
 
     def __init__(
-        self,
-        model: type[models.Model],
-        connection: BaseDatabaseWrapper,
-        ignorenonexistent: bool,
-        source: str,
+        self, model: type[models.Model], connection: BaseDatabaseWrapper, ignorenonexistent: bool
     ) -> None:
         meta = model._meta
         self.model = model
         self.label = meta.label_lower
         self.connection = connection
         self.ignorenonexistent = ignorenonexistent
-        self.source = source
         assert meta.pk is not None
         self.pk: models.Field[Any, Any] = meta.pk
         self.fields: dict[str, models.Field[Any, Any]] = {
@@ -218,8 +213,6 @@ class Table:
         self.columns = [self.pk_column, *self.by_name.values()]
         #: The attnames of the non-pk columns, in the order existing rows are read.
         self.attnames = tuple(column.attname for column in self.by_name.values())
-        self.db_table = connection.ops.quote_name(meta.db_table)
-        self.backend = backend(connection)
         self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
         # Per many-to-many field: the related model, its key field, and the JSON type that
         # key takes as is.
@@ -234,33 +227,32 @@ class Table:
         }
 
     def pk_from_json(self, raw: Any) -> Any:
+        """The primary key of a dumped object that :meth:`checked_pk` has accepted."""
         column = self.pk_column
         return raw if type(raw) is column.python_type else column.to_python(raw)
 
-    def _checked_pk(self, raw: Any) -> Any:
-        """The primary key, or SchemaMismatchError for one the database cannot take."""
-        pk = self.pk_from_json(raw)
-        bounds = self.pk_column.bounds
-        # The common case, inline: this runs once per row.
-        if bounds is not None and type(pk) is int and 0 < pk <= bounds[1]:
-            return pk
+    def checked_pk(self, raw: Any) -> Any:
+        """The primary key of a dumped object; SchemaMismatchError for one the target's column
+        cannot take. Each object's key is checked once, as the dump is spooled."""
         try:
+            pk = self.pk_from_json(raw)
             _check_range(pk, self.pk_column.bounds)
-            if pk == 0 and self.pk_column.field.get_internal_type().endswith("AutoField"):
+            if pk == 0 and self.pk.get_internal_type().endswith("AutoField"):
                 try:
                     self.connection.ops.validate_autopk_value(pk)  # MySQL refuses 0
                 except ValueError as exc:
                     raise ValidationError(str(exc)) from None
         except ValidationError as exc:
-            raise SchemaMismatchError(
-                f"{self.source}: {describe(self.model, pk)}: invalid primary key"
-                f" ({'; '.join(exc.messages)})."
-            ) from None
-        return pk
+            reason = "; ".join(exc.messages)
+        except (TypeError, ValueError) as exc:
+            reason = str(exc)
+        else:
+            return pk
+        raise SchemaMismatchError(f"{describe(self.model, raw)}: invalid primary key ({reason}).")
 
-    def convert(self, data: dict[str, Any]) -> Row:
+    def row(self, data: dict[str, Any]) -> Row:
         """Turn a serialized object into Python values, as Django's deserializer would."""
-        pk = self._checked_pk(data["pk"])
+        pk = self.pk_from_json(data["pk"])
         values: dict[str, Any] = {}
         m2m: dict[str, set[Any]] = {}
         by_name = self.by_name
@@ -286,27 +278,27 @@ class Table:
                     m2m[name] = self._targets(name, raw)
                 elif not self.ignorenonexistent:
                     raise SchemaMismatchError(
-                        f"{self.source}: {describe(self.model, pk)}: the dump has a field"
-                        f" '{name}' that the target model lacks. Migrate the target, or pass"
-                        " --ignorenonexistent to skip such fields."
+                        f"{describe(self.model, pk)}: the dump has a field '{name}' that the"
+                        " target model lacks. Migrate the target, or pass --ignorenonexistent"
+                        " to skip such fields."
                     )
             except ValidationError as exc:
                 raise SchemaMismatchError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
-                    f" value {raw!r} ({'; '.join(exc.messages)})."
+                    f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
+                    f" ({'; '.join(exc.messages)})."
                 ) from None
             except (TypeError, ValueError) as exc:
                 # Some to_python() methods take strings only (a date given as a number).
                 raise SchemaMismatchError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' has an invalid"
-                    f" value {raw!r} ({exc})."
+                    f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
+                    f" ({exc})."
                 ) from None
             except _MissingNaturalKeyError as exc:
                 related = exc.related._meta.label_lower
                 raise LoadIntegrityError(
-                    f"{self.source}: {describe(self.model, pk)}: field '{name}' points at the"
-                    f" {related} with natural key {exc.key!r}, which the target does not have."
-                    f" Migrate the target, or create that {related} there first."
+                    f"{describe(self.model, pk)}: field '{name}' points at the {related} with"
+                    f" natural key {exc.key!r}, which the target does not have. Migrate the"
+                    f" target, or create that {related} there first."
                 ) from None
         return Row(pk, values, m2m)
 
@@ -344,55 +336,27 @@ class Table:
             self._natural_keys[cache_key] = getattr(obj, attname)
         return self._natural_keys[cache_key]
 
-    def pk_db(self, pk: Any) -> Any:
-        return self.pk_column.db(pk)
 
-    def existing(self, pks: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
-        """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
-        return {
-            values[0]: values[1:]
-            for values in select(self.backend, self.model, self.columns, self.pk_column, pks)
-        }
-
-
-def select(
-    backend: Backend,
-    model: type[models.Model],
-    columns: Sequence[Column],
-    where: Column,
-    values: Sequence[Any],
+def from_db(
+    columns: Sequence[Column], fetched: list[tuple[Any, ...]], connection: BaseDatabaseWrapper
 ) -> list[tuple[Any, ...]]:
-    """The ``columns`` of the rows of ``model`` whose ``where`` column is one of ``values``.
+    """Rows of ``columns`` as the database driver returned them, as Python values.
 
-    Values come back as a ``values_list()`` query returns them, so they compare with
-    converted rows. The query is written here because building it through the ORM, a
-    thousand values at a time, cost more than running it.
+    Values come out as a ``values_list()`` query returns them, so that they compare with
+    converted rows.
     """
-    connection = backend.connection
-    quote = connection.ops.quote_name
-    select = (
-        f"SELECT {', '.join(quote(column.column) for column in columns)}"
-        f" FROM {quote(model._meta.db_table)} WHERE "
-    )
     converters = [
         (index, column.from_db, column.expression)
         for index, column in enumerate(columns)
         if column.from_db
     ]
-    found: list[tuple[Any, ...]] = []
-    with connection.cursor() as cursor:
-        for condition, params in backend.in_list(where.column, [where.db(v) for v in values]):
-            cursor.execute(select + condition, params)
-            fetched = cursor.fetchall()
-            if converters and fetched:
-                # Column by column: a converter runs over a list, not a row at a time.
-                by_column: list[Sequence[Any]] = list(zip(*fetched, strict=True))
-                for index, functions, expression in converters:
-                    for function in functions:
-                        by_column[index] = [
-                            function(value, expression, connection) for value in by_column[index]
-                        ]
-                found.extend(zip(*by_column, strict=True))
-            else:
-                found.extend(fetched)
-    return found
+    if not converters or not fetched:
+        return fetched
+    # Column by column: a converter runs over a list, not a row at a time.
+    by_column: list[Sequence[Any]] = list(zip(*fetched, strict=True))
+    for index, functions, expression in converters:
+        for function in functions:
+            by_column[index] = [
+                function(value, expression, connection) for value in by_column[index]
+            ]
+    return list(zip(*by_column, strict=True))

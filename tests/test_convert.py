@@ -1,4 +1,4 @@
-"""Table: its shortcuts give exactly what Django's own field methods give."""
+"""RowConverter: its shortcuts give exactly what Django's own field methods give."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import connections
 
-from dataset_sync.table import Table
+from dataset_sync.load.backends import backend
+from dataset_sync.load.convert import RowConverter, from_db
 from testapp.models import Author, Choice, Question, Tag
 
 from .conftest import WHEN
@@ -38,8 +39,8 @@ def same(left, right):
 def test_column_conversions_equal_the_fields_own(alias):
     connection = connections[alias]
     for model in apps.get_app_config("testapp").get_models():
-        table = Table(model, connection, ignorenonexistent=False, source="test")
-        for column in table.columns:
+        converter = RowConverter(model, connection, ignorenonexistent=False)
+        for column in converter.columns:
             field = column.field
             for raw in JSON_VALUES:
                 try:
@@ -58,21 +59,26 @@ def test_column_conversions_equal_the_fields_own(alias):
 
 
 @pytest.mark.django_db(databases=["default", "target"], transaction=True)
-def test_existing_rows_read_as_values_list_reads_them():
+def test_rows_read_back_as_values_list_reads_them():
     tag = Tag.objects.create(name="t")
     author = Author.objects.create(name="a", email="a@example.com")
     question = Question.objects.create(author=author, text="q", pub_date=WHEN)
     question.tags.add(tag)
     Choice.objects.create(question=question, text="c", votes=3, score=Decimal("12.30"))
     for model in (Tag, Question, Choice):
-        table = Table(model, connections["default"], ignorenonexistent=False, source="test")
+        connection = connections["default"]
+        converter = RowConverter(model, connection, ignorenonexistent=False)
         pks = list(model.objects.values_list("pk", flat=True)) + [10**6]
         expected = {
             pk: values
-            for pk, *values in model.objects.values_list("pk", *table.attnames)
+            for pk, *values in model.objects.values_list("pk", *converter.attnames)
             for values in (tuple(values),)
         }
-        found = table.existing(pks)
+        columns = converter.columns
+        fetched = backend(connection).select(
+            model._meta.db_table, [c.column for c in columns], columns[0].column, pks
+        )
+        found = {values[0]: values[1:] for values in from_db(columns, fetched, connection)}
         assert found == expected
         for pk, values in found.items():
             assert [type(value) for value in values] == [type(value) for value in expected[pk]]

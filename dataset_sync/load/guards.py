@@ -3,14 +3,14 @@ cascades that would reach rows outside the dataset.
 
 A dump is a destructive instruction that usually runs unattended; a truncated export on the
 source must not wipe the target, and deleting a row must not silently take rows the dataset
-never declared along with it.
+never declared along with it. ``delete.py`` deletes; this module decides what is too much.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +18,7 @@ from django.db import models
 from django.db.models.deletion import Collector
 
 from dataset_sync.errors import DeletionGuardError
-from dataset_sync.flags import concrete
+from dataset_sync.load.read import VerifiedDump
 from dataset_sync.specs import Spec
 
 _LIMIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
@@ -48,7 +48,7 @@ class DeleteLimit:
     def __str__(self) -> str:
         return f"{self.percent:g}%" if self.percent is not None else f"{self.rows}"
 
-    def check(self, deleting: int, selected: int, sources: str) -> None:
+    def check(self, deleting: int, selected: int) -> None:
         """Raise DeletionGuardError if deleting ``deleting`` of ``selected`` rows is too many."""
         if self.rows is not None:
             allowed = self.rows
@@ -57,7 +57,7 @@ class DeleteLimit:
             allowed = int(selected * self.percent / 100)
         if deleting > allowed:
             raise DeletionGuardError(
-                f"{sources}: the load would delete {deleting:,} rows, more than --max-delete"
+                f"the load would delete {deleting:,} rows, more than --max-delete"
                 f" {self} allows ({selected:,} rows here match the dataset's delete_missing"
                 " specs); nothing was changed. Check the dump (a truncated export looks like"
                 " this), or raise the limit."
@@ -103,5 +103,27 @@ def rows_outside(
 def _specs_by_model(specs: Iterable[Spec]) -> dict[type[models.Model], list[Spec]]:
     found: dict[type[models.Model], list[Spec]] = defaultdict(list)
     for spec in specs:
-        found[concrete(spec)].append(spec)
+        found[spec.concrete_model()].append(spec)
     return found
+
+
+def check_planned_deletions(dumps: Sequence[VerifiedDump], using: str, limit: DeleteLimit) -> int:
+    """Refuse, before anything is written, dumps that would delete more than ``limit``.
+
+    Returns how many rows the delete_missing specs select on the target, the base of a
+    percentage limit. Cascades are only known once the rows are deleted; the limit is
+    checked again then, with them.
+    """
+    selected_total = stale_total = 0
+    for dump in dumps:
+        selected: dict[type[models.Model], set[Any]] = defaultdict(set)
+        for spec in dump.specs:
+            if spec.delete_missing:
+                rows = spec.queryset(using).values_list("pk", flat=True).iterator()
+                # Dumped keys are kept per concrete model; a proxy's rows are its model's.
+                selected[spec.concrete_model()].update(rows)
+        for model, pks in selected.items():
+            selected_total += len(pks)
+            stale_total += len(pks - dump.keys.get(model, set()))
+    limit.check(stale_total, selected_total)
+    return selected_total

@@ -1,0 +1,97 @@
+"""``defer_values``: throwaway unique values while rows are written, the real ones after the
+deletions.
+
+A unique value that only a deletion frees (a row deleted on the source, whose name another
+row took) cannot be written before the deletions run. The write stage writes a throwaway
+value instead, and :meth:`DeferredValues.restore` writes the real one once the deletions are
+done. Only a value that differs from what the row holds on the target is deferred, so that
+loading the same dump again still writes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+from django.db import DatabaseError, models, transaction
+from django.utils.crypto import get_random_string
+
+from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.load.convert import Row, describe
+from dataset_sync.load.spool import Selection
+
+Model = type[models.Model]
+
+
+class DeferredValues:
+    """The real values of deferred fields, per row, until :meth:`restore`."""
+
+    def __init__(self) -> None:
+        self._values = (f"{get_random_string(20)}-{number}" for number in itertools.count())
+        #: (model, dumped pk) -> {attname: real value}
+        self.pending: dict[tuple[Model, Any], dict[str, Any]] = {}
+
+    def defer(
+        self,
+        rows: list[Row],
+        model: Model,
+        selection: Selection,
+        using: str,
+        needs_new_key: Callable[[Model, Any], bool],
+    ) -> None:
+        """Swap deferred values for throwaway ones; keyed by the dumped primary key."""
+        deferred = {row.pk: selection.spec_for(model, row.pk).defer_values for row in rows}
+        names = sorted({name for names in deferred.values() for name in names})
+        if not names:
+            return
+        attnames = {name: model._meta.get_field(name).attname for name in names}  # type: ignore[union-attr]
+        current = {
+            pk: dict(zip(attnames.values(), values, strict=True))
+            for pk, *values in model._base_manager.using(using)
+            .filter(pk__in=list(deferred))
+            .values_list("pk", *attnames.values())
+        }
+        for row in rows:
+            for name in deferred[row.pk]:
+                attname = attnames[name]
+                if attname not in row.values:
+                    continue
+                # A row saved as new has no current values: the row under its dumped key
+                # is another one.
+                if not needs_new_key(model, row.pk) and (
+                    current.get(row.pk, {}).get(attname, object()) == row.values[attname]
+                ):
+                    continue
+                self.pending.setdefault((model, row.pk), {})[attname] = row.values[attname]
+                row.values[attname] = next(self._values)
+
+    def restore(self, using: str, target_key: Callable[[Model, Any], Any]) -> None:
+        """Write the real values, now that the deletions have freed them."""
+        for (model, dumped_pk), values in self.pending.items():
+            pk = target_key(model, dumped_pk)
+            manager = model._base_manager.using(using)
+            try:
+                with transaction.atomic(using=using):
+                    manager.filter(pk=pk).update(**values)
+            except DatabaseError as exc:
+                raise self._clash(model, pk, values, using) from exc
+        self.pending.clear()
+
+    def _clash(
+        self, model: Model, pk: Any, values: dict[str, Any], using: str
+    ) -> LoadIntegrityError:
+        manager = model._base_manager.using(using)
+        for attname, value in values.items():
+            other = manager.filter(**{attname: value}).exclude(pk=pk).values_list("pk", flat=True)
+            for other_pk in other[:1]:
+                return LoadIntegrityError(
+                    f"{describe(model, pk)}: deferred field '{attname}' value {value!r} would"
+                    f" duplicate {describe(model, other_pk)}, which is still there after the"
+                    " deletions. Add that row to the dataset with delete_missing, or change it"
+                    " on the target."
+                )
+        return LoadIntegrityError(
+            f"{describe(model, pk)}: the database refused the deferred values of"
+            f" {', '.join(sorted(values))}."
+        )

@@ -1,0 +1,124 @@
+"""The first stage of a load: read a dump once, verify it, and spool its objects.
+
+A dump's specs must be what this database's own registry declares for the dump's dataset and
+arguments (unless the caller trusts the dump), its specs must make sense here, and its
+trailer (count, digest and, with a signing key, signature) must match its content. All of it
+is checked while the file is read, before the load's transaction starts, so a truncated,
+edited or foreign file is refused before anything is written or locked.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from django.db import models
+
+from dataset_sync import conf, registry
+from dataset_sync.errors import InvalidSpecError, SchemaMismatchError
+from dataset_sync.format import DumpReader, Header, open_input
+from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
+from dataset_sync.progress import OnBatch
+from dataset_sync.specs import Spec
+
+DumpSource = str | Path | IO[str]
+
+
+@dataclass
+class VerifiedDump:
+    """A dump that passed every check, with its objects spooled; what the later stages read.
+
+    ``specs`` are the ones the load runs: this database's own declaration, or the dump's
+    when the caller trusts them.
+    """
+
+    name: str
+    header: Header
+    specs: list[Spec]
+    objects: SpooledObjects
+    selection: Selection
+
+    @property
+    def keys(self) -> dict[type[models.Model], set[Any]]:
+        """The dumped primary keys per concrete model."""
+        return self.objects.keys
+
+    def written_models(self) -> set[type[models.Model]]:
+        """The models whose tables loading this dump may write: m2m tables and the parents of
+        multi-table inheritance children included."""
+        found: set[type[models.Model]] = set()
+        for model in [*self.objects.spools, *(spec.get_model() for spec in self.specs)]:
+            for each in [model, *model._meta.get_parent_list()]:
+                found.add(each._meta.concrete_model or each)
+                for m2m in each._meta.local_many_to_many:
+                    through: Any = m2m.remote_field.through
+                    if through._meta.auto_created:
+                        found.add(through)
+        return found
+
+    def close(self) -> None:
+        self.objects.close()
+
+
+def source_name(source: DumpSource) -> str:
+    """How messages and reports name a dump."""
+    if isinstance(source, (str, Path)):
+        return "<stdin>" if str(source) == "-" else str(source)
+    return getattr(source, "name", "<stream>")
+
+
+def read(
+    source: DumpSource,
+    directory: Path,
+    using: str,
+    trust_dump_specs: bool,
+    on_batch: OnBatch | None,
+) -> VerifiedDump:
+    """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
+
+    Errors do not name the dump; the caller adds its name once (``in_file()``).
+    """
+    stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
+    try:
+        reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
+        specs = _specs(reader.header, using, trust_dump_specs)
+        directory.mkdir()
+        spooler = Spooler(directory, specs, using, conf.batch_size())
+        try:
+            for batch in reader.batches():
+                spooler.add(batch)
+                if on_batch:
+                    on_batch(f"reading {source_name(source)}", spooler.objects_read)
+        except BaseException:
+            spooler.objects.close()
+            raise
+        selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
+        return VerifiedDump(source_name(source), reader.header, specs, spooler.objects, selection)
+    finally:
+        if stream is not source:
+            if isinstance(stream, io.TextIOWrapper) and str(source) == "-":
+                # Closing this wrapper would close sys.stdin itself.
+                stream.detach()
+            else:
+                stream.close()
+
+
+def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
+    """The specs to load with, each checked against this database."""
+    specs = [Spec.from_dict(spec) for spec in header.specs]
+    if not trust_dump_specs:
+        specs = registry.declared_specs(header.dataset, header.args, specs)
+    for spec in specs:
+        try:
+            spec.get_model()
+        except InvalidSpecError as exc:
+            raise SchemaMismatchError(
+                f"{exc} Migrate the target or remove the model from the dataset."
+            ) from exc
+        spec.check_flags()
+        if spec.delete_missing:
+            # The loader runs these filters to find rows to delete; try them first.
+            spec.check_filter(using)
+    return specs

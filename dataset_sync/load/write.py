@@ -1,0 +1,418 @@
+"""The write stage: one model's dumped rows, a batch at a time, in bulk.
+
+Per batch, :class:`TableWriter` converts the dumped objects into rows (``convert.py``),
+applies the load flags of the specs that selected them, notes the references that point
+outside the dump for the final check, asks the target keys (``keys.py``) where each row
+lands, reads the existing rows once, and writes only what differs: new rows are inserted,
+changed rows updated, many-to-many links added and removed. Which rows differ is decided by
+:func:`compare` and :func:`link_changes`, pure functions of the dumped rows and what the
+target holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import DatabaseError, models, transaction
+from django.db.models.signals import post_save, pre_save
+
+from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.load.backends import Backend
+from dataset_sync.load.convert import Column, Row, RowConverter, describe, from_db
+from dataset_sync.load.defer import DeferredValues
+from dataset_sync.load.keys import TargetKeys, drop_missing_links
+from dataset_sync.load.spool import Selection
+from dataset_sync.load.unique import DeleteIfStale, UniqueValues
+from dataset_sync.report import LoadReport
+
+Model = type[models.Model]
+Log = Callable[[str], Any]
+#: A many-to-many link: the primary keys of both ends.
+Pair = tuple[Any, Any]
+#: A relation of a dumped row: a foreign key, or a many-to-many field.
+Relation = Any
+
+
+def compare(
+    rows: Iterable[Row], existing: Mapping[Any, tuple[Any, ...]], attnames: tuple[str, ...]
+) -> tuple[list[Row], list[Row]]:
+    """The rows to insert (the target lacks them) and to update (a dumped field differs).
+
+    ``existing`` holds the target's rows by primary key, their values in ``attnames`` order;
+    a row that carries only some fields is compared on those.
+    """
+    inserts: list[Row] = []
+    updates: list[Row] = []
+    for row in rows:
+        current = existing.get(row.pk)
+        if current is None:
+            inserts.append(row)
+        elif tuple(row.values) == attnames:
+            # A row with every field, in the table's order, compares in one step.
+            if tuple(row.values.values()) != current:
+                updates.append(row)
+        elif any(
+            attname in row.values and row.values[attname] != value
+            for attname, value in zip(attnames, current, strict=True)
+        ):
+            updates.append(row)
+    return inserts, updates
+
+
+def link_changes(
+    rows: Iterable[Row], name: str, current: Mapping[Any, set[Any]]
+) -> tuple[list[Pair], list[Pair]]:
+    """The links of the many-to-many field ``name`` to add and to remove so that each row's
+    are the dump's; ``current`` holds each row's links on the target."""
+    add: list[Pair] = []
+    remove: list[Pair] = []
+    for row in rows:
+        wanted, held = row.m2m[name], current.get(row.pk, set())
+        add.extend((row.pk, target) for target in sorted(wanted - held, key=repr))
+        remove.extend((row.pk, target) for target in sorted(held - wanted, key=repr))
+    return add, remove
+
+
+@dataclass
+class Options:
+    """What a load's caller chose, as far as the write stage is concerned."""
+
+    ignorenonexistent: bool = False
+    signals: bool = False
+    log: Log | None = None
+
+
+@dataclass
+class Links:
+    """A batch's changes to the links of one many-to-many field."""
+
+    name: str
+    add: list[Pair] = field(default_factory=list)
+    remove: list[Pair] = field(default_factory=list)
+
+
+class TableWriter:
+    """Writes the dumped rows of one model, a batch at a time, writing only what differs."""
+
+    def __init__(
+        self,
+        converter: RowConverter,
+        backend: Backend,
+        keys: TargetKeys,
+        selection: Selection,
+        deferred: DeferredValues,
+        delete_if_stale: DeleteIfStale,
+        options: Options,
+        chunk: int,
+    ) -> None:
+        self.converter = converter
+        self.model = converter.model
+        self.backend = backend
+        self.using = backend.connection.alias
+        self.keys = keys
+        self.selection = selection
+        self.deferred = deferred
+        self.options = options
+        self.chunk = chunk
+        specs = selection.specs_of(self.model)
+        self.lenient = any(spec.ignore_missing_m2m for spec in specs)
+        self.deferring = any(spec.defer_values for spec in specs)
+        self.unique = UniqueValues(
+            converter, backend, self.using, keys.same_key(self.model), delete_if_stale
+        )
+        # (field name, pk) of links that ignore_missing_m2m filtered to rows that exist; a
+        # row deleted later takes such links along, so they are not checked at the end.
+        self.unchecked_links: set[tuple[str, Any]] = set()
+        #: Per relation of the model: the values that dumped rows hold and that name no row
+        #: of the dump, each with the first row holding it, for the final check. Values that
+        #: name rows of the dump are left out: this load writes those rows, and a cascade
+        #: that took one fails it. What remains is usually nothing.
+        self.references: dict[Relation, dict[Any, Any]] = {}
+        self._in_dump: dict[Relation, set[Any]] = {}
+        relations: list[Any] = [
+            field
+            for field in converter.fields.values()
+            if field.remote_field is not None and field.db_constraint  # type: ignore[attr-defined]
+        ]
+        for relation in [*relations, *converter.m2m.values()]:
+            related = relation.related_model._meta
+            self.references[relation] = {}
+            self._in_dump[relation] = (
+                keys.dumped(related.concrete_model)
+                if relation.target_field == related.pk
+                else set()
+            )
+        self._link_columns = {
+            name: (
+                Column(through._meta.get_field(m2m.m2m_field_name()), converter.connection),
+                Column(through._meta.get_field(m2m.m2m_reverse_field_name()), converter.connection),
+            )
+            for name, m2m in converter.m2m.items()
+            for through in [m2m.remote_field.through]
+        }
+
+    def write(self, batch: list[dict[str, Any]], report: LoadReport) -> None:
+        """Write one batch of dumped objects; count what happened in ``report``."""
+        rows = [self.converter.row(data) for data in batch]
+        self._apply_flags(rows)
+        self._record_references(rows)
+        if self.keys.new:
+            self.keys.rewrite(self.model, rows)
+        rows, new = self.keys.split(self.model, rows)
+        existing = self._existing([row.pk for row in rows])
+        unique = self.unique
+        try:
+            with transaction.atomic(using=self.using):
+                unique.make_room(rows, existing)
+                inserts, updates = compare(rows, existing, self.converter.attnames)
+                links = self._link_changes(rows)
+                # A vacated row inserted again was there before the load: it counts as updated.
+                reinserted = {row.pk for row in inserts if row.pk in unique.vacated}
+                created = [row for row in inserts if row.pk not in reinserted]
+                created_pks = {row.pk for row in created}
+                linked = {pk for change in links for pk, _ in (*change.add, *change.remove)}
+                updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
+                instances = self._pre_save(rows, created_pks, updated)
+                self._insert(inserts)
+                self._update(updates)
+        # ArithmeticError: a decimal the backend cannot quantize to the column's digits
+        # (Django 4.2), raised while the parameters are built.
+        except (DatabaseError, ArithmeticError) as exc:
+            raise unique.explain(exc, rows) from exc
+        for pk in reinserted:
+            del unique.vacated[pk]
+        self._link(links)
+        for instance, was_created in instances:
+            post_save.send(
+                self.model,
+                instance=instance,
+                created=was_created,
+                raw=True,
+                using=self.using,
+                update_fields=None,
+            )
+        if new:
+            self._insert_new(new)
+            self._link(self._link_changes(new))
+            created += new
+        label = self.converter.label
+        report.add(
+            label,
+            created=len(created),
+            updated=len(updated),
+            unchanged=len(rows) + len(new) - len(created) - len(updated),
+        )
+        if log := self.options.log:
+            for row in created:
+                log(f"created {describe(self.model, row.pk)}")
+            for pk in sorted(updated, key=repr):
+                log(f"updated {describe(self.model, pk)}")
+
+    def _apply_flags(self, rows: list[Row]) -> None:
+        # ignore_missing_m2m and defer_values work on the dumped keys, so they go first.
+        if self.lenient:
+            self.unchecked_links.update(
+                drop_missing_links(
+                    rows, self.model, self.selection, self.keys, self.using, self.chunk
+                )
+            )
+        if self.deferring:
+            self.deferred.defer(
+                rows, self.model, self.selection, self.using, self.keys.needs_new_key
+            )
+
+    def _record_references(self, rows: list[Row]) -> None:
+        for relation, holders in self.references.items():
+            in_dump = self._in_dump[relation]
+            if relation.many_to_many:
+                name = relation.name
+                for row in rows:
+                    if name in row.m2m and (name, row.pk) not in self.unchecked_links:
+                        for value in row.m2m[name] - in_dump:
+                            holders.setdefault(value, row.pk)
+                continue
+            attname = relation.attname
+            for row in rows:
+                value = row.values.get(attname)
+                if value is not None and value not in in_dump:
+                    holders.setdefault(value, row.pk)
+
+    def _existing(self, pks: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
+        """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
+        columns = self.converter.columns
+        pk_column = self.converter.pk_column
+        fetched = self.backend.select(
+            self.model._meta.db_table,
+            [column.column for column in columns],
+            pk_column.column,
+            [pk_column.db(pk) for pk in pks],
+        )
+        return {
+            values[0]: values[1:] for values in from_db(columns, fetched, self.converter.connection)
+        }
+
+    def _insert(self, rows: list[Row]) -> None:
+        if not rows:
+            return
+        columns = self.converter.columns
+        defaults = {column.attname: column.field.get_default() for column in columns[1:]}
+        pk_db = self.converter.pk_column.db
+        vacated = self.unique.vacated
+        # Per column: the types whose values are their own parameters, and the conversion.
+        plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
+        params = []
+        for row in rows:
+            values = row.values
+            if len(values) < len(plan):
+                # Fields the dump does not carry: a vacated row's own, or the defaults.
+                values = {**vacated.get(row.pk, defaults), **values}
+            params.append(
+                [
+                    pk_db(row.pk),
+                    *[
+                        value if type(value) in db_types else to_db(value)
+                        for attname, db_types, to_db in plan
+                        for value in (values[attname],)
+                    ],
+                ]
+            )
+        self.backend.insert(
+            self.model._meta.db_table, [column.column for column in columns], params
+        )
+
+    def _update(self, rows: list[Row]) -> None:
+        groups: dict[tuple[str, ...], list[Row]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row.values), []).append(row)
+        by_attname = {column.attname: column for column in self.converter.by_name.values()}
+        pk_db = self.converter.pk_column.db
+        for attnames, group in groups.items():
+            if not attnames:
+                continue
+            columns = [by_attname[attname] for attname in attnames]
+            self.backend.update(
+                self.model._meta.db_table,
+                [column.column for column in columns],
+                self.converter.pk_column.column,
+                [
+                    [column.db(row.values[column.attname]) for column in columns] + [pk_db(row.pk)]
+                    for row in group
+                ],
+            )
+
+    def _insert_new(self, rows: list[Row]) -> None:
+        """Insert rows that get a key from the database (saved as new), and record the keys.
+
+        They are saved one by one with ``save_base(raw=True)``, as ``loaddata`` saves: no
+        parents, no ``auto_now``, the dumped values as they are, and ``pre_save`` and
+        ``post_save`` sent with ``raw=True``.
+        """
+        objs = [self.model(**row.values) for row in rows]
+        try:
+            with transaction.atomic(using=self.using):
+                for obj in objs:
+                    obj.save_base(raw=True, force_insert=True, using=self.using)
+        except DatabaseError as exc:
+            raise self.unique.explain_copies(exc, rows) from exc
+        self.keys.allocated(self.model, rows, [obj.pk for obj in objs])
+
+    def _link_changes(self, rows: list[Row]) -> list[Links]:
+        """Per many-to-many field: the links to add and to remove to match the dump's."""
+        changes = []
+        for name, m2m in self.converter.m2m.items():
+            dumped = [row for row in rows if name in row.m2m]
+            if not dumped:
+                continue
+            source, target = self._link_columns[name]
+            current: dict[Any, set[Any]] = {row.pk: set() for row in dumped}
+            fetched = self.backend.select(
+                m2m.remote_field.through._meta.db_table,
+                [source.column, target.column],
+                source.column,
+                [source.db(pk) for pk in current],
+            )
+            connection = self.converter.connection
+            for source_pk, target_pk in from_db([source, target], fetched, connection):
+                current[source_pk].add(target_pk)
+            add, remove = link_changes(dumped, name, current)
+            changes.append(Links(name, add, remove))
+        return changes
+
+    def _link(self, changes: list[Links]) -> None:
+        """Add and remove the links :meth:`_link_changes` found."""
+        for change in changes:
+            if not change.add and not change.remove:
+                continue
+            m2m = self.converter.m2m[change.name]
+            source, target = self._link_columns[change.name]
+            through = m2m.remote_field.through._meta.db_table
+            columns = [source.column, target.column]
+            try:
+                with transaction.atomic(using=self.using):
+                    self.backend.insert(
+                        through,
+                        columns,
+                        [(source.db(pk), target.db(other)) for pk, other in change.add],
+                    )
+                    self.backend.delete(
+                        through,
+                        columns,
+                        [(source.db(pk), target.db(other)) for pk, other in change.remove],
+                    )
+            except DatabaseError as exc:
+                raise LoadIntegrityError(
+                    f"{self.converter.label}: setting '{change.name}' failed: {exc}"
+                ) from exc
+
+    def set_column(self, attname: str, pairs: list[Pair]) -> None:
+        """Set the column of ``attname`` of each row (pk, value) of ``pairs``."""
+        converter = self.converter
+        column = next(c for c in converter.by_name.values() if c.attname == attname)
+        self.backend.update(
+            self.model._meta.db_table,
+            [column.column],
+            converter.pk_column.column,
+            [[column.db(value), converter.pk_column.db(pk)] for pk, value in pairs],
+        )
+
+    def link(self, name: str, pairs: list[Pair]) -> None:
+        """Add the links (pk, related pk) of ``pairs`` to the many-to-many field ``name``."""
+        self._link([Links(name, add=pairs)])
+
+    def _pre_save(
+        self, rows: list[Row], created: set[Any], updated: set[Any]
+    ) -> list[tuple[models.Model, bool]]:
+        """Send pre_save for the rows about to be written; return their instances for post_save.
+
+        Receivers get instances built from the dumped values, as loaddata's do.
+        """
+        if not self.options.signals:
+            return []
+        instances = [
+            (self.model(pk=row.pk, **row.values), row.pk in created)
+            for row in rows
+            if row.pk in created or row.pk in updated
+        ]
+        for instance, _created in instances:
+            pre_save.send(
+                self.model, instance=instance, raw=True, using=self.using, update_fields=None
+            )
+        return instances
+
+
+def correct_placeholders(keys: TargetKeys, writers: Mapping[Model, TableWriter]) -> None:
+    """Write the new keys where placeholders stand, once every row is in.
+
+    Before the deletions: a placeholder may hold the key of a row they delete.
+    """
+    fixes: dict[tuple[Model, str], list[Pair]] = {}
+    links: dict[tuple[Model, str], list[Pair]] = {}
+    for placeholder, pk, value in keys.placeholders():
+        group = links if placeholder.many else fixes
+        group.setdefault((placeholder.model, placeholder.field), []).append((pk, value))
+    for (model, attname), pairs in fixes.items():
+        writers[model].set_column(attname, pairs)
+    for (model, name), pairs in links.items():
+        writers[model].link(name, pairs)

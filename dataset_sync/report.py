@@ -1,0 +1,146 @@
+"""What a load did: counts per model, and the forms the commands print them in."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from django.template.defaultfilters import pluralize
+
+from dataset_sync.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_LOCK_TIMEOUT,
+    EXIT_REFUSED,
+    DatasetSyncError,
+)
+from dataset_sync.format import Header
+
+_ACTIONS = ("created", "updated", "unchanged", "deleted", "cascaded")
+_FAILURES = {
+    EXIT_BAD_INPUT: "bad_input",
+    EXIT_REFUSED: "refused",
+    EXIT_LOCK_TIMEOUT: "lock_timeout",
+}
+
+
+@dataclass
+class ModelCounts:
+    """What a load did, or would do, to the rows of one model."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    cascaded: int = 0
+
+    @property
+    def changed(self) -> int:
+        """The rows written: created, updated or deleted (by the load or by a cascade)."""
+        return self.created + self.updated + self.deleted + self.cascaded
+
+
+@dataclass
+class LoadReport:
+    """The outcome of :func:`~dataset_sync.load`: counts per model, in the order written.
+
+    Pass one to ``load(report=...)`` to keep what a failed load had done before it was rolled
+    back; the commands print that in their summary line.
+    """
+
+    sources: list[str] = field(default_factory=list)
+    dry_run: bool = False
+    counts: dict[str, ModelCounts] = field(default_factory=dict)
+    headers: list[Header] = field(default_factory=list)
+    duration: float = 0.0
+
+    def add(self, label: str, **counts: int) -> None:
+        """Add ``counts`` (``created=2``, ...) to the model ``label``, listing it if it is new."""
+        entry = self.counts.setdefault(label, ModelCounts())
+        for action, count in counts.items():
+            setattr(entry, action, getattr(entry, action) + count)
+
+    @property
+    def changed(self) -> bool:
+        return any(counts.changed for counts in self.counts.values())
+
+    def lines(self) -> list[str]:
+        """One summary line per model, then a closing line for logs."""
+        lines = []
+        for label, counts in self.counts.items():
+            parts = [
+                f"{counts.created:,} created",
+                f"{counts.updated:,} updated",
+                f"{counts.unchanged:,} unchanged",
+                f"{counts.deleted:,} deleted",
+            ]
+            if counts.cascaded:
+                parts.append(f"{counts.cascaded:,} deleted by cascade")
+            lines.append(f"{label}: {', '.join(parts)}")
+        sources = ", ".join(self.sources)
+        if not self.changed:
+            verb = "Dry run: nothing to change" if self.dry_run else "Nothing to change"
+            lines.append(f"{verb} ({sources}).")
+        else:
+            total = sum(counts.changed for counts in self.counts.values())
+            verb = "Would change" if self.dry_run else "Changed"
+            suffix = "; dry run, nothing was written" if self.dry_run else ""
+            lines.append(f"{verb} {total:,} row{pluralize(total)} ({sources}){suffix}.")
+        return lines
+
+    def as_dict(self, exit_code: int = 0, error: DatasetSyncError | None = None) -> dict[str, Any]:
+        """The report as plain data (``loaddata-spec --json``), with the run's outcome.
+
+        ``status`` is ``changed``, ``unchanged``, or for a failed load ``bad_input``,
+        ``refused`` or ``lock_timeout`` (by ``exit_code``); nothing was written unless it
+        is ``changed`` and ``dry_run`` is false.
+        """
+        if error is None:
+            status = "changed" if self.changed else "unchanged"
+        else:
+            status = _FAILURES.get(exit_code, "bad_input")
+        models = {label: asdict(counts) for label, counts in self.counts.items()}
+        totals = {key: sum(counts[key] for counts in models.values()) for key in _ACTIONS}
+        return {
+            "status": status,
+            "exit_code": exit_code,
+            "error": None
+            if error is None
+            else {"type": type(error).__name__, "message": str(error)},
+            "dry_run": self.dry_run,
+            "sources": self.sources,
+            "datasets": [
+                {"dataset": header.dataset, "args": header.args} for header in self.headers
+            ],
+            "models": models,
+            "totals": totals,
+            "duration": round(self.duration, 3),
+        }
+
+    def summary_line(self, exit_code: int = 0, error: DatasetSyncError | None = None) -> str:
+        """The outcome as one ``key=value`` line for log aggregators, failed loads included."""
+        data = self.as_dict(exit_code, error)
+        fields: dict[str, Any] = {
+            "status": data["status"],
+            "exit_code": exit_code,
+            "dataset": ",".join(
+                f"{d['dataset']}:{d['args']}" if d["args"] else str(d["dataset"])
+                for d in data["datasets"]
+            ),
+            "source": ",".join(self.sources),
+            **data["totals"],
+            "dry_run": str(self.dry_run).lower(),
+            "duration": f"{self.duration:.3f}s",
+        }
+        if error is not None:
+            fields["error"] = type(error).__name__
+        return "dataset_sync.load " + " ".join(
+            f"{key}={_logfmt(value)}" for key, value in fields.items()
+        )
+
+
+def _logfmt(value: Any) -> str:
+    text = str(value)
+    if not text or any(char in text for char in ' "=\\'):
+        return json.dumps(text, ensure_ascii=False)
+    return text
