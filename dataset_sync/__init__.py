@@ -6,7 +6,7 @@ from dataset_sync.dump import DumpSummary, dump
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.guards import DeleteLimit
 from dataset_sync.load import LoadReport, ModelCounts, load
-from dataset_sync.registry import Dataset, register
+from dataset_sync.registry import Dataset, register, unregister
 from dataset_sync.specs import (
     Spec,
     specs_for_app_models,
@@ -30,4 +30,5 @@ __all__ = [
     "specs_for_app_models",
     "specs_for_derived_models",
     "specs_for_models",
+    "unregister",
 ]
