@@ -3,7 +3,8 @@
 
     python3 dev.py demo                      # dump and load between two SQLite databases
     python3 dev.py test                      # the test suite on SQLite
-    python3 dev.py test --db all --require   # on SQLite, PostgreSQL and MariaDB, as CI does
+    python3 dev.py test --db all --require   # on SQLite, PostgreSQL and MariaDB
+    python3 dev.py test --db all --require --coverage   # and coverage of all three, as CI does
     python3 dev.py lint                      # ruff and mypy
     python3 dev.py bench                     # the benchmark (see bench/README.md)
 
@@ -71,15 +72,30 @@ def demo(args: argparse.Namespace) -> int:
 def test(args: argparse.Namespace) -> int:
     backends = list(DATABASES) if args.db == "all" else [args.db]
     bin_dir = environment(args.django, ["test"], backends, args.python)
+    python = str(bin_dir / "python")
+    pytest = [python, "-m", "pytest"]
+    if args.coverage:
+        # Each run (and each Python subprocess of the tests) writes its own data file, and
+        # the files are combined afterwards, so the figure is that of every backend together.
+        subprocess.run([python, "-m", "coverage", "erase"], cwd=ROOT, check=True)
+        pytest = [python, "-m", "coverage", "run", "--parallel-mode", "-m", "pytest"]
     failed = []
     for backend in backends:
         print(f"== tests on {backend}" + (f", Django {args.django}" if args.django else ""))
         env = {**os.environ, "DATASET_SYNC_TEST_DB": backend}
         if args.require:
             env["DATASET_SYNC_REQUIRE_DB"] = "1"
-        command = [str(bin_dir / "python"), "-m", "pytest", *args.pytest_args]
-        if subprocess.run(command, cwd=ROOT, env=env).returncode != 0:
+        if subprocess.run([*pytest, *args.pytest_args], cwd=ROOT, env=env).returncode != 0:
             failed.append(backend)
+    if args.coverage:
+        print(f"== coverage on {', '.join(backends)} combined")
+        subprocess.run([python, "-m", "coverage", "combine", "--quiet"], cwd=ROOT, check=True)
+        report = [python, "-m", "coverage", "report"]
+        if backends != list(DATABASES):
+            # fail_under is set from all three databases together; one alone covers less.
+            report.append("--fail-under=0")
+        if subprocess.run(report, cwd=ROOT).returncode != 0:
+            failed.append("coverage")
     if failed:
         print(f"== tests failed on {', '.join(failed)}")
         return 1
@@ -115,6 +131,11 @@ def main() -> int:
     test_parser.add_argument("--python", default=sys.executable, help="The Python to use.")
     test_parser.add_argument(
         "--require", action="store_true", help="Fail instead of skipping unreachable servers."
+    )
+    test_parser.add_argument(
+        "--coverage",
+        action="store_true",
+        help="Measure coverage over all backends run; with --db all, fail under the floor.",
     )
     test_parser.add_argument("pytest_args", nargs="*", help="Passed on to pytest.")
     commands.add_parser("lint", help="ruff and mypy.")

@@ -6,7 +6,7 @@ from dataset_sync.dump import DumpSummary, dump
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.load import load
 from dataset_sync.load.guards import DeleteLimit
-from dataset_sync.registry import Dataset, register
+from dataset_sync.registry import Dataset, register, unregister
 from dataset_sync.report import LoadReport, ModelCounts
 from dataset_sync.specs import (
     Spec,
@@ -31,4 +31,5 @@ __all__ = [
     "specs_for_app_models",
     "specs_for_derived_models",
     "specs_for_models",
+    "unregister",
 ]

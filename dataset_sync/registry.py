@@ -69,6 +69,26 @@ def register(
     return decorator
 
 
+def unregister(name: str) -> Dataset:
+    """Remove the dataset ``name`` that ``register()`` added, and return it.
+
+    The ``datasets.py`` modules are imported first, so a registration that one of them makes
+    is found and stays removed (those modules run only once). Datasets of the
+    DATASET_SYNC_DATASETS setting are not registrations: remove them from the setting.
+    UnknownDatasetError when ``name`` is not registered, since a silent no-op would hide a
+    misspelt name.
+    """
+    autodiscover_modules("datasets")
+    try:
+        return _registered.pop(name)
+    except KeyError:
+        known = ", ".join(sorted(_registered)) or "none"
+        raise UnknownDatasetError(
+            f"Cannot unregister dataset '{name}': it is not registered"
+            f" (registered datasets: {known})."
+        ) from None
+
+
 def datasets() -> dict[str, Dataset]:
     """Every dataset: those of ``datasets.py`` modules, then those of DATASET_SYNC_DATASETS."""
     autodiscover_modules("datasets")

@@ -237,10 +237,19 @@ class Statements:
 
 @pytest.fixture
 def restore_registry():
-    """Lets a test register datasets; afterwards the registry is as it was."""
-    # Import the datasets modules first: they register only once, on their first import.
-    registry.datasets()
-    saved = dict(registry._registered)
+    """Lets a test register and unregister datasets; afterwards the registry is as it was.
+
+    Through the public API only. The test settings declare no DATASET_SYNC_DATASETS, so
+    outside a test's override_settings() every dataset is a registration.
+    """
+    # datasets() imports the datasets modules first: they register only once, on first import.
+    saved = registry.datasets()
     yield registry.register
-    registry._registered.clear()
-    registry._registered.update(saved)
+    for name, dataset in registry.datasets().items():
+        if saved.get(name) != dataset:
+            registry.unregister(name)
+    now = registry.datasets()
+    for name, dataset in saved.items():
+        if name not in now:
+            registry.register(name, mappers=dataset.mappers)(dataset.specs_function)
+    assert registry.datasets() == saved

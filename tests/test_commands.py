@@ -78,7 +78,9 @@ def test_dump_to_stdout_and_load_from_stdin(monkeypatch):
     assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
 
 
-@pytest.mark.parametrize("compress", [gzip.compress, bz2.compress, lzma.compress])
+@pytest.mark.parametrize(
+    "compress", [gzip.compress, bz2.compress, lzma.compress], ids=["gzip", "bzip2", "xz"]
+)
 def test_compressed_stdin_is_recognised(monkeypatch, compress):
     make_source()
     out, _err = run("dumpdata-spec", "authors:1")

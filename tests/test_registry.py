@@ -1,13 +1,22 @@
-"""The registry: declaring datasets in code or in settings, parsing and looking them up."""
+"""The registry: declaring datasets in code or in settings, removing them, parsing and lookup."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import override_settings
 
-from dataset_sync import Spec, registry, specs_for_app_models, specs_for_derived_models
+from dataset_sync import (
+    Spec,
+    registry,
+    specs_for_app_models,
+    specs_for_derived_models,
+    unregister,
+)
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError, UnknownDatasetError
 from testapp.models import Item
+
+#: What testapp/datasets.py registers.
+REGISTERED = ["authors", "comments", "everything", "items", "questions", "tree"]
 
 
 def feincms3_datasets():
@@ -48,10 +57,76 @@ def test_unknown_dataset_lists_the_known_ones():
 
 
 def test_unknown_dataset_when_none_are_registered(restore_registry):
-    registry._registered.clear()
+    for name in registry.datasets():
+        unregister(name)
     with pytest.raises(UnknownDatasetError) as excinfo:
         registry.get_dataset("nope")
     assert str(excinfo.value) == "Unknown dataset 'nope'; known datasets: none are registered."
+
+
+def test_unregister_removes_a_registration_and_returns_it(restore_registry):
+    def tags(args):
+        return [Spec("testapp.tag")]
+
+    scrub = {"testapp.tag": lambda obj: obj}
+    restore_registry("tags", mappers=scrub)(tags)
+
+    removed = unregister("tags")
+
+    assert removed == registry.Dataset("tags", tags, scrub)
+    assert "tags" not in registry.datasets()
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        registry.get_dataset("tags")
+    assert str(excinfo.value) == (
+        "Unknown dataset 'tags'; known datasets: authors, comments, everything, items,"
+        " questions, tree."
+    )
+
+
+def test_unregister_removes_a_registration_of_a_datasets_module(restore_registry):
+    # The datasets modules are imported first, so the registration does not come back.
+    unregister("tree")
+    assert sorted(registry.datasets()) == [name for name in REGISTERED if name != "tree"]
+
+
+def test_a_removed_dataset_registers_again_as_it_was(restore_registry):
+    removed = unregister("authors")
+    restore_registry(removed.name, mappers=removed.mappers)(removed.specs_function)
+    assert registry.get_dataset("authors") == removed
+
+
+def test_unregistering_a_name_that_is_not_registered_is_an_error(restore_registry):
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        unregister("nope")
+    assert str(excinfo.value) == (
+        "Cannot unregister dataset 'nope': it is not registered (registered datasets: authors,"
+        " comments, everything, items, questions, tree)."
+    )
+    assert sorted(registry.datasets()) == REGISTERED
+
+
+@override_settings(DATASET_SYNC_DATASETS="tests.test_registry.feincms3_datasets")
+def test_unregister_leaves_the_datasets_of_the_setting_alone(restore_registry):
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        unregister("f3-tags")
+    assert str(excinfo.value) == (
+        "Cannot unregister dataset 'f3-tags': it is not registered (registered datasets:"
+        " authors, comments, everything, items, questions, tree)."
+    )
+    # The setting's 'tree' wins over the registration; unregistering removes only the latter.
+    unregister("tree")
+    assert registry.get_dataset("tree").specs() == [Spec("testapp.node")]
+    assert "f3-tags" in registry.datasets()
+
+
+def test_unregistering_when_none_are_registered(restore_registry):
+    for name in registry.datasets():
+        unregister(name)
+    with pytest.raises(UnknownDatasetError) as excinfo:
+        unregister("tree")
+    assert str(excinfo.value) == (
+        "Cannot unregister dataset 'tree': it is not registered (registered datasets: none)."
+    )
 
 
 def test_arguments_the_dataset_function_rejects():

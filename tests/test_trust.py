@@ -7,7 +7,7 @@ import json
 import pytest
 from django.core.management.base import CommandError
 
-from dataset_sync import Spec, dump, load, registry
+from dataset_sync import Spec, dump, load, unregister
 from dataset_sync.errors import InvalidSpecError, UntrustedDumpError
 from testapp.models import Tag
 
@@ -84,7 +84,7 @@ def test_dump_with_other_arguments_is_checked_against_the_specs_for_those(tmp_pa
 
 
 def test_dump_of_a_dataset_the_target_does_not_declare_is_refused(tags_dump, refused):
-    del registry._registered["tags"]
+    unregister("tags")
     refused(
         tags_dump,
         f"{tags_dump}: the dump is of dataset 'tags', which this database does not declare"
