@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataset_sync.dump import DumpSummary, dump
+from dataset_sync.dump import DumpSummary, dump, rules
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.guards import DeleteLimit
 from dataset_sync.load import LoadReport, ModelCounts, load
@@ -27,6 +27,7 @@ __all__ = [
     "dump",
     "load",
     "register",
+    "rules",
     "specs_for_app_models",
     "specs_for_derived_models",
     "specs_for_models",

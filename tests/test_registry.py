@@ -43,7 +43,7 @@ def test_unknown_dataset_lists_the_known_ones():
         registry.get_dataset("nope")
     assert str(excinfo.value) == (
         "Unknown dataset 'nope'; known datasets: authors, comments, everything, items,"
-        " questions, tree."
+        " people, questions, tree."
     )
 
 
@@ -69,7 +69,7 @@ def test_invalid_spec_names_the_dataset(restore_registry):
         registry.get_dataset("broken").specs("")
     assert str(excinfo.value) == (
         "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-        " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+        " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
     )
 
 
@@ -100,4 +100,5 @@ def test_spec_helpers_expand_to_one_spec_per_model():
         "testapp.article",
         "testapp.event",
         "testapp.comment",
+        "testapp.person",
     ]
