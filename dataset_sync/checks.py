@@ -13,7 +13,8 @@ dataset_sync.E006  a data rule cannot be applied as declared: its key names no m
                    field, its value is no rule, it does not fit the field (null on a field
                    that is not nullable, text on a number, any rule on a relation), it would
                    break a unique constraint, it needs Faker which is not installed, or two
-                   specs of one model have different rules
+                   specs of one model have different rules; or DATASET_SYNC_REQUIRE_RULES is
+                   not True, False or a list of names
 dataset_sync.W001  a text, email, IP, JSON or file field of a dataset's model has no data
                    rule and no keep, so it is dumped as it is
 dataset_sync.E007  the same as W001, with DATASET_SYNC_RULES_STRICT set
@@ -24,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.exceptions import FieldError
+from django.core.exceptions import FieldError, ImproperlyConfigured
 
 from dataset_sync import conf
 from dataset_sync.dump import rules
@@ -72,6 +73,10 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 def _check_rules_settings() -> list[checks.CheckMessage]:
     problems = rules.project_problems()
+    try:
+        conf.required_rules()
+    except ImproperlyConfigured as exc:
+        problems.append(str(exc))
     return [checks.Error(problem, id="dataset_sync.E006") for problem in problems]
 
 

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 def datasets_setting() -> str | None:
@@ -44,6 +45,21 @@ def rules_strict() -> bool:
     ``manage.py check`` reports them as errors, and a dump of them is refused.
     """
     return bool(getattr(settings, "DATASET_SYNC_RULES_STRICT", False))
+
+
+def required_rules() -> bool | frozenset[str]:
+    """DATASET_SYNC_REQUIRE_RULES: True, or the names of the datasets whose dumps this database
+    loads only when they were written with the data rules it declares for them."""
+    value = getattr(settings, "DATASET_SYNC_REQUIRE_RULES", False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)) and all(
+        isinstance(name, str) for name in value
+    ):
+        return frozenset(value)
+    raise ImproperlyConfigured(
+        f"DATASET_SYNC_REQUIRE_RULES must be True, False or a list of dataset names, not {value!r}."
+    )
 
 
 def rules_secret() -> str:

@@ -46,6 +46,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, models, tra
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from dataset_sync import conf, flags, inheritance, locking, registry
+from dataset_sync.dump import rules
 from dataset_sync.errors import (
     EXIT_BAD_INPUT,
     EXIT_LOCK_TIMEOUT,
@@ -433,6 +434,7 @@ def _read(
                     spec.check_filter(using)
             except InvalidSpecError as exc:
                 raise InvalidSpecError(f"{name}: {exc}") from exc
+        rules.require(reader.header, specs, name)
         spool_dir.mkdir()
         plan = _Plan(name, reader.header, specs, {}, defaultdict(set))
         plan.ordinals = {model: {} for model in flags.varying_models(specs)}

@@ -301,11 +301,17 @@ def test_malformed_spec_rules(declare, rules, message):
 
 def test_malformed_rules_settings(settings):
     settings.DATASET_SYNC_RULES = ["email"]
+    settings.DATASET_SYNC_REQUIRE_RULES = "people"
     assert [
         (check_id, message) for check_id, message in errors() if check_id == "dataset_sync.E006"
     ] == [
         (
             "dataset_sync.E006",
             "DATASET_SYNC_RULES must be a dict of fields to rules, not list.",
+        ),
+        (
+            "dataset_sync.E006",
+            "DATASET_SYNC_REQUIRE_RULES must be True, False or a list of dataset names, not"
+            " 'people'.",
         ),
     ]

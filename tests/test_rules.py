@@ -11,17 +11,18 @@ import uuid
 from io import StringIO
 
 import pytest
+from django.core.management.base import CommandError
 from django.db import connections, models
 from django.utils.crypto import salted_hmac
 
-from dataset_sync import Dataset, Spec, dump, load, rules
+from dataset_sync import Dataset, Spec, dump, load, registry, rules
 from dataset_sync.dump import kinds
-from dataset_sync.errors import InvalidSpecError, UntrustedDumpError
+from dataset_sync.errors import InvalidSpecError, UnscrubbedDumpError, UntrustedDumpError
 from dataset_sync.feincms3_data import dump_specs
 from dataset_sync.format import DumpWriter, Header
 from testapp.models import Author, Category, Choice, Person, Question, Tag
 
-from .conftest import WHEN, Statements, make_source
+from .conftest import WHEN, Statements, make_source, run
 
 SECRET = "the source's rules secret"
 ADA = uuid.UUID(int=0xA)
@@ -534,7 +535,140 @@ def test_hashed_values_depend_on_the_secret(settings):
     )
 
 
-# Signatures
+# A target that requires scrubbed dumps
+
+
+def people_specs(args):
+    return [Spec("testapp.person", delete_missing=True)]
+
+
+def refused(path, message):
+    """Loading ``path`` into the target, through load() and loaddata-spec, is refused with
+    ``message`` and exit code 5, and the target stays as it was."""
+    before = list(Person.objects.using("target").values_list())
+    with pytest.raises(UnscrubbedDumpError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target")
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 5)
+    assert list(Person.objects.using("target").values_list()) == before
+
+
+PEOPLE_RULES = (
+    "testapp.person.name: {} in the dump, fake:name here;"
+    " testapp.person.email: {} in the dump, unique_email here;"
+    " testapp.person.phone: {} in the dump, hashed here;"
+    " testapp.person.nickname: {} in the dump, fake:first_name here;"
+    " testapp.person.bio: {} in the dump, fake:text here;"
+    " testapp.person.ip: {} in the dump, null here;"
+    " testapp.person.preferences: {} in the dump, fixed here;"
+    " testapp.person.avatar: {} in the dump, blank here;"
+    " testapp.person.born: {} in the dump, fake:date_of_birth here"
+)
+
+
+def unscrubbed(message_rules):
+    return (
+        "this database loads dataset 'people' only as dumped with the data rules declared here"
+        f" (DATASET_SYNC_REQUIRE_RULES), and the dump's rules differ: {message_rules}. Declare"
+        " the same rules where the dump is made and dump it again."
+    )
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_a_target_requiring_rules_refuses_a_dump_without_them(tmp_path, settings):
+    make_people()
+    Person.objects.using("target").create(name="only on the target", email="t@example.invalid")
+    path = tmp_path / "people.json"
+    # The source declares 'people' without rules.
+    dump(Dataset("people", people_specs), output=path)
+    settings.DATASET_SYNC_REQUIRE_RULES = ["people"]
+    refused(path, f"{path}: " + unscrubbed(PEOPLE_RULES.format(*["no rule"] * 9)))
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_a_target_requiring_rules_refuses_a_dump_written_before_dumps_named_them(
+    tmp_path, settings
+):
+    make_people()
+    path = tmp_path / "people.json"
+    dump("people", output=path)
+    path.write_text(path.read_text().replace(f'"rules": {json.dumps(RULES_OF_PEOPLE)}, ', ""))
+    assert '"rules"' not in path.read_text()
+    # Without the setting, such a dump loads.
+    assert load(path, using="target").counts["testapp.person"].created == 2
+    settings.DATASET_SYNC_REQUIRE_RULES = True
+    refused(path, f"{path}: " + unscrubbed(PEOPLE_RULES.format(*["no rule"] * 9)))
+
+
+RULES_OF_PEOPLE = {
+    "testapp.person": {
+        "name": "fake:name",
+        "email": "unique_email",
+        "phone": "hashed",
+        "nickname": "fake:first_name",
+        "bio": "fake:text",
+        "ip": "null",
+        "preferences": "fixed",
+        "avatar": "blank",
+        "born": "fake:date_of_birth",
+    }
+}
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_a_target_requiring_rules_refuses_a_dump_with_other_rules(tmp_path, settings):
+    make_people()
+    path = tmp_path / "people.json"
+    dump(Dataset("people", people_specs, rules={"email": "hashed", "phone": "null"}), output=path)
+    settings.DATASET_SYNC_REQUIRE_RULES = ["people"]
+    assert json.loads(path.read_text())["rules"] == {
+        "testapp.person": {"email": "hashed", "phone": "null"}
+    }
+    differences = ["no rule"] * 9
+    differences[1:3] = ["hashed", "null"]
+    refused(path, f"{path}: " + unscrubbed(PEOPLE_RULES.format(*differences)))
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_a_target_requiring_rules_loads_dumps_with_them_and_more(tmp_path, settings):
+    make_people()
+    path = tmp_path / "people.json"
+    settings.DATASET_SYNC_REQUIRE_RULES = ["people"]
+    dump("people", output=path)
+    assert json.loads(path.read_text())["rules"] == RULES_OF_PEOPLE
+    assert load(path, using="target").counts["testapp.person"].created == 2
+
+    # A source may scrub more than the target asks for.
+    more = tmp_path / "more.json"
+    registry.datasets()  # the test app's datasets register on their first look-up
+    people = registry._registered["people"]
+    dump(Dataset("people", people_specs, rules={**people.rules, "status": "blank"}), output=more)
+    assert load(more, using="target").counts["testapp.person"].updated == 2
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_require_rules_for_every_dataset_checks_dumps_that_name_no_dataset(tmp_path, settings):
+    make_people()
+    path = tmp_path / "people.json"
+    dump(specs=people_specs(""), output=path)
+    settings.DATASET_SYNC_REQUIRE_RULES = True
+    settings.DATASET_SYNC_RULES = {"email": "unique_email"}
+    message = (
+        f"{path}: this database loads a dump that names no dataset only as dumped with the"
+        " data rules declared here (DATASET_SYNC_REQUIRE_RULES), and the dump's rules differ:"
+        " testapp.person.email: no rule in the dump, unique_email here. Declare the same rules"
+        " where the dump is made and dump it again."
+    )
+    before = list(Person.objects.using("target").values_list())
+    with pytest.raises(UnscrubbedDumpError) as excinfo:
+        load(path, using="target", trust_dump_specs=True)
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target", "--trust-dump-specs")
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 5)
+    assert list(Person.objects.using("target").values_list()) == before
 
 
 @pytest.mark.django_db(databases=["default", "target"], transaction=True)

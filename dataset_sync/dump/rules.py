@@ -13,6 +13,8 @@ DATASET_SYNC_RULES. Keys of the last two are ``"app_label.model.field"``, a fiel
 field class; within one level a model's field beats a field name, which beats a field class
 (the most derived class first). Values are rules, rule names (``"unique_email"``,
 ``"fake:name"``) or functions.
+
+A target that requires scrubbed dumps checks a dump's header with :func:`require`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from django.apps import apps
 from django.core.exceptions import FieldDoesNotExist
 from django.db import models
 
-from dataset_sync import conf
+from dataset_sync import conf, registry
 from dataset_sync.dump.kinds import (
     PERSONAL,
     Blank,
@@ -41,8 +43,10 @@ from dataset_sync.dump.kinds import (
     Null,
     Rule,
 )
+from dataset_sync.errors import UnscrubbedDumpError
 
 if TYPE_CHECKING:
+    from dataset_sync.format import Header
     from dataset_sync.specs import Spec
 
 __all__ = [
@@ -55,6 +59,7 @@ __all__ = [
     "hashed",
     "keep",
     "null",
+    "require",
     "resolve",
     "to_rule",
     "unique_email",
@@ -344,6 +349,38 @@ def _unique(found: Any, meta: Any) -> bool:
         if isinstance(constraint, models.UniqueConstraint)
     ]
     return any(found.name in fields for fields in together)
+
+
+# --- The target's side: refusing dumps that were not scrubbed as declared. --------------
+
+
+def require(header: Header, specs: Sequence[Spec], where: str) -> None:
+    """Refuse a dump that DATASET_SYNC_REQUIRE_RULES requires to be scrubbed, unless its header
+    names every rule this database declares for its specs (``keep`` aside).
+
+    ``specs`` are the specs the load uses. A dump may have more rules than declared here, not
+    fewer or others. UnscrubbedDumpError names the dataset and each difference.
+    """
+    required = conf.required_rules()
+    if not (required is True or (required and header.dataset in required)):
+        return
+    dataset = registry.datasets().get(header.dataset) if header.dataset else None
+    expected = resolve(specs, dataset.rules if dataset else {}, check=False).header
+    dumped = header.rules or {}
+    differences = [
+        f"{label}.{name}: {dumped.get(label, {}).get(name) or 'no rule'} in the dump, {rule} here"
+        for label, names in expected.items()
+        for name, rule in names.items()
+        if dumped.get(label, {}).get(name) != rule
+    ]
+    if not differences:
+        return
+    what = f"dataset '{header.dataset}'" if header.dataset else "a dump that names no dataset"
+    raise UnscrubbedDumpError(
+        f"{where}: this database loads {what} only as dumped with the data rules declared here"
+        f" (DATASET_SYNC_REQUIRE_RULES), and the dump's rules differ: {'; '.join(differences)}."
+        " Declare the same rules where the dump is made and dump it again."
+    )
 
 
 def apply(obj: models.Model, rules: Mapping[str, Rule]) -> models.Model:
