@@ -116,19 +116,20 @@ def _dump_objects(
     for spec in specs:
         spec.check_flags()
     # The objects are the caller's, not rows read here, so the rules run in Python on copies.
-    scrub = rules.resolve(specs, {})
-    if problems := [*rules.project_problems(), *scrub.problems]:
+    resolution = rules.resolve(specs, {})
+    if problems := [*rules.project_problems(), *resolution.problems]:
         raise InvalidSpecError(problems[0])
     header = Header(
         specs=[spec.as_dict() for spec in specs],
         vendor=connections[DEFAULT_DB_ALIAS].vendor,
         created=timezone.now().isoformat(),
-        rules=scrub.header,
+        rules=resolution.header,
     )
     writer = DumpWriter(stream, header)
-    for spec, spec_rules in zip(specs, scrub.rules, strict=True):
+    for spec, spec_rules in zip(specs, resolution.rules, strict=True):
         writer.start_spec()
-        claimed = [rules.apply(obj, spec_rules) for obj in by_model.pop(spec.model, [])]
+        scrub = rules.scrubber(spec.get_model(), spec_rules)
+        claimed = [scrub(obj) for obj in by_model.pop(spec.model, [])]
         for data in serializers.serialize("python", claimed, use_natural_foreign_keys=True):
             mapper = mappers.get(spec.model)
             writer.write(encode_object(mapper(data) if mapper else data))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -121,9 +122,13 @@ class Comment(models.Model):
 
 
 class Person(models.Model):
-    """Personal data for the data rules: a UUID key, unique and nullable text, IP, JSON, files."""
+    """Personal data for the data rules: a UUID key, unique and nullable text, IP, JSON, files,
+    and a user account, which a dump names by its natural key (the username)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
     name = models.CharField(max_length=100)
     email = models.EmailField(unique=True)
     phone = models.CharField(max_length=30, null=True, blank=True, unique=True)

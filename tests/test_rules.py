@@ -11,6 +11,7 @@ import uuid
 from io import StringIO
 
 import pytest
+from django.contrib.auth.models import Group, User
 from django.core.management.base import CommandError
 from django.db import connections, models
 from django.utils.crypto import salted_hmac
@@ -251,6 +252,46 @@ def test_dumping_twice_gives_the_same_objects_and_the_second_load_writes_nothing
         "person-00000000-0000-0000-0000-00000000000a@example.invalid",
         "person-00000000-0000-0000-0000-00000000000b@example.invalid",
     ]
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_rows_referred_to_by_natural_key_are_named_as_dumped(tmp_path):
+    """A user's natural key is its username: references name the user by the scrubbed one."""
+    group = Group.objects.create(name="secret editors")
+    user = User.objects.create_user("ada.lovelace", first_name="Ada")
+    user.groups.add(group)
+    person = Person.objects.create(name="Ada", email="ada@example.org", account=user)
+    dataset = Dataset(
+        "accounts",
+        lambda args: [Spec("auth.group"), Spec("auth.user"), Spec("testapp.person")],
+        rules={"auth.user.username": "unique_username", "auth.group.name": "hashed"},
+    )
+    path = tmp_path / "accounts.json"
+
+    dump(dataset, output=path)
+
+    text = path.read_text()
+    assert "ada.lovelace" not in text
+    assert "secret editors" not in text
+    objects = fields_of(text)
+    assert objects["auth.user", user.pk]["groups"] == [[sha("secret editors")]]
+    assert objects["testapp.person", str(person.pk)]["account"] == [f"user-{user.pk}"]
+    load(path, using="target", trust_dump_specs=True)
+    loaded = Person.objects.using("target").select_related("account").get()
+    assert loaded.account.username == f"user-{user.pk}"
+
+
+@pytest.mark.django_db
+def test_references_to_a_model_no_spec_selects_follow_the_dataset_and_project_rules():
+    user = User.objects.create_user("ada.lovelace")
+    person = Person.objects.create(name="Ada", email="ada@example.org", account=user)
+    dataset = Dataset(
+        "people-only",
+        lambda args: [Spec("testapp.person")],
+        rules={"auth.user.username": "unique_username"},
+    )
+    objects = fields_of(dumped(dataset))
+    assert objects["testapp.person", str(person.pk)]["account"] == [f"user-{user.pk}"]
 
 
 @pytest.mark.django_db

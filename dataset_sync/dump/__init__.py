@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
 from dataset_sync import conf
@@ -91,7 +91,15 @@ def dump(
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):
         counts = _write(
-            stream, header, resolved, scrub.rules, using, mappers or {}, progress, on_batch
+            stream,
+            header,
+            resolved,
+            scrub.rules,
+            scrub.of_model,
+            using,
+            mappers or {},
+            progress,
+            on_batch,
         )
     return DumpSummary(resolved, counts)
 
@@ -156,6 +164,7 @@ def _write(
     header: Header,
     specs: list[Spec],
     spec_rules: list[dict[str, rules.Rule]],
+    related_rules: Callable[[type[models.Model]], dict[str, rules.Rule]],
     using: str,
     mappers: dict[str, Mapper],
     progress: Progress | None,
@@ -171,7 +180,7 @@ def _write(
     for spec, field_rules in zip(specs, spec_rules, strict=True):
         writer.start_spec()
         before = writer.count
-        serializer = RowSerializer(spec.get_model(), using, field_rules)
+        serializer = RowSerializer(spec.get_model(), using, field_rules, related_rules)
         for data in serializer.rows(spec.queryset(using), batch_size):
             emit(data)
             if on_batch and (writer.count - before) % batch_size == 0:

@@ -44,10 +44,13 @@ from dataset_sync.dump.kinds import (
     Rule,
 )
 from dataset_sync.errors import UnscrubbedDumpError
+from dataset_sync.specs import Spec
 
 if TYPE_CHECKING:
     from dataset_sync.format import Header
-    from dataset_sync.specs import Spec
+
+#: A function from an instance to a copy with rules applied.
+Scrub = Callable[[models.Model], models.Model]
 
 __all__ = [
     "Resolution",
@@ -256,6 +259,22 @@ class Resolution:
     header: dict[str, dict[str, str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     unruled: list[tuple[str, Any]] = field(default_factory=list)
+    dataset_rules: Mapping[Any, Any] = field(default_factory=dict)
+    by_label: dict[str, dict[str, Rule]] = field(default_factory=dict)
+
+    def of_model(self, model: type[models.Model]) -> dict[str, Rule]:
+        """The rules of ``model``'s fields in this dump, for rows dumped rows refer to.
+
+        A model that specs select has their rules. A model that none selects, whose rows
+        are referred to by natural key, gets the dataset's and the project's: the target's
+        rows of that model came from dumps scrubbed the same way, and the dump must not
+        name a row by the values the rules replace.
+        """
+        label = model._meta.label_lower
+        if label not in self.by_label:
+            found = resolve([Spec(label)], self.dataset_rules, check=False)
+            self.by_label[label] = found.rules[0]
+        return self.by_label[label]
 
 
 def resolve(
@@ -270,7 +289,7 @@ def resolve(
         _level(dataset_rules, "the dataset's rules"),
         _level(conf.rules_setting(), "DATASET_SYNC_RULES"),
     ]
-    resolution = Resolution(problems=list(levels[0].problems))
+    resolution = Resolution(problems=list(levels[0].problems), dataset_rules=dataset_rules)
     unruled: dict[tuple[str, str], Any] = {}
     for spec in specs:
         model = spec.get_model()
@@ -299,6 +318,7 @@ def resolve(
                 rules[found.name] = rule
                 names[found.name] = rule.name
         resolution.rules.append(rules)
+        resolution.by_label.setdefault(spec.model, rules)
         if spec.model in resolution.header and resolution.header[spec.model] != names:
             resolution.problems.append(
                 f"{spec.model}: its specs declare different rules"
@@ -383,13 +403,25 @@ def require(header: Header, specs: Sequence[Spec], where: str) -> None:
     )
 
 
-def apply(obj: models.Model, rules: Mapping[str, Rule]) -> models.Model:
-    """A copy of ``obj`` with ``rules`` applied in Python (for objects a caller hands in)."""
+def scrubber(model: type[models.Model], rules: Mapping[str, Rule]) -> Scrub:
+    """A function from an instance of ``model`` to a copy with ``rules`` applied, in Python.
+
+    For instances that were not read by the dumper's query: objects a caller hands in, and
+    rows whose natural key a dumped row refers to, which must name the row as dumped.
+    """
     if not rules:
-        return obj
-    scrubbed = copy.copy(obj)
-    for name, rule in rules.items():
-        found: Any = obj._meta.get_field(name)
-        value = rule.python(found)(getattr(obj, found.attname), obj.pk)
-        setattr(scrubbed, found.attname, value)
-    return scrubbed
+        return _same
+    fields: list[Any] = [model._meta.get_field(name) for name in rules]
+    steps = [(field.attname, rules[field.name].python(field)) for field in fields]
+
+    def scrub(obj: models.Model) -> models.Model:
+        scrubbed = copy.copy(obj)
+        for attname, convert in steps:
+            setattr(scrubbed, attname, convert(getattr(obj, attname), obj.pk))
+        return scrubbed
+
+    return scrub
+
+
+def _same(obj: models.Model) -> models.Model:
+    return obj

@@ -25,6 +25,7 @@ from django.db import connections, models
 from django.utils.encoding import is_protected_type
 
 from dataset_sync.dump.kinds import Constant, Rule
+from dataset_sync.dump.rules import Scrub, scrubber
 
 Converter = Callable[[Any], Any]
 
@@ -77,11 +78,17 @@ class RowSerializer:
 
     Natural keys of related rows (for foreign keys and many-to-many links to models with a
     ``natural_key()``, such as content types) are looked up once per batch and cached.
-    ``rules`` maps field names to the data rules that replace their values.
+    ``rules`` maps field names to the data rules that replace their values;
+    ``related_rules(model)`` gives the rules of a related model, whose natural keys are
+    computed from its rows as the rules leave them.
     """
 
     def __init__(
-        self, model: type[models.Model], using: str, rules: Mapping[str, Rule] | None = None
+        self,
+        model: type[models.Model],
+        using: str,
+        rules: Mapping[str, Rule] | None = None,
+        related_rules: Callable[[type[models.Model]], Mapping[str, Rule]] | None = None,
     ) -> None:
         concrete = model._meta.concrete_model
         assert concrete is not None
@@ -106,6 +113,8 @@ class RowSerializer:
         ]
         self._unchanged = [_unchanged(field) for field in self.fields]
         self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
+        self._related_rules = related_rules
+        self._scrubbers: dict[type[models.Model], Scrub] = {}
 
     def _plan(self, rules: Mapping[str, Rule]) -> list[Any]:
         """What the query reads: the key, then per field its column or what its rule reads."""
@@ -209,9 +218,13 @@ class RowSerializer:
     ) -> dict[Any, Any]:
         cache = self._natural_keys.setdefault(model, {})
         if missing := wanted - cache.keys():
+            if model not in self._scrubbers:
+                rules = self._related_rules(model) if self._related_rules else {}
+                self._scrubbers[model] = scrubber(model, rules)
+            scrub = self._scrubbers[model]
             related = model._base_manager.using(self.using).filter(**{f"{attname}__in": missing})
             for obj in related:
-                cache[getattr(obj, attname)] = obj.natural_key()  # type: ignore[attr-defined]
+                cache[getattr(obj, attname)] = scrub(obj).natural_key()  # type: ignore[attr-defined]
         return cache
 
     def _links(self, pks: list[Any]) -> dict[str, dict[Any, list[Any]]]:
