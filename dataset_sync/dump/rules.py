@@ -318,7 +318,9 @@ def resolve(
                 rules[found.name] = rule
                 names[found.name] = rule.name
         resolution.rules.append(rules)
-        resolution.by_label.setdefault(spec.model, rules)
+        for label in labels:
+            # A proxy's rows are its concrete model's, which relations name.
+            resolution.by_label.setdefault(label, rules)
         if spec.model in resolution.header and resolution.header[spec.model] != names:
             resolution.problems.append(
                 f"{spec.model}: its specs declare different rules"
