@@ -301,16 +301,17 @@ class Fake(Rule):
                 return "cannot apply: only text fields can hold text."
             return None
         try:
-            pool = _pool(self.kind, self.locale)
+            # One value is enough to tell; the checks run before every management command.
+            sample = _pool(self.kind, self.locale, 1)[0]
         except ImportError:
             return f"needs Faker, which is not installed: {_INSTALL_FAKER}."
         except (AttributeError, TypeError, ValueError) as exc:
             return f"cannot make values: Faker cannot make '{self.kind}' ({exc})."
         try:
-            field.to_python(_fitted(pool[0], field))
+            field.to_python(_fitted(sample, field))
         except ValidationError as exc:
             return (
-                f"cannot apply: the field cannot hold what Faker makes, such as {pool[0]!r}"
+                f"cannot apply: the field cannot hold what Faker makes, such as {sample!r}"
                 f" ({' '.join(exc.messages)})."
             )
         return None
@@ -465,12 +466,15 @@ def _faker() -> ModuleType:
 
 
 @functools.cache
-def _pool(kind: str, locale: str | None) -> tuple[Any, ...]:
-    """POOL_SIZE values of ``kind``, always the same ones for the same Faker."""
+def _pool(kind: str, locale: str | None, size: int = POOL_SIZE) -> tuple[Any, ...]:
+    """``size`` values of ``kind``, always the same ones for the same Faker.
+
+    A smaller pool is the start of a larger one: the seed is the same.
+    """
     faker = _faker().Faker(locale)
     faker.seed_instance(zlib.crc32(f"{kind}:{locale}".encode()))
     make = getattr(faker, kind)
-    return tuple(make() for _ in range(POOL_SIZE))
+    return tuple(make() for _ in range(size))
 
 
 #: The words fake texts are made of; split when first used.
