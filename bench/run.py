@@ -3,6 +3,7 @@
     python3 dev.py bench                          # default size, every reachable database
     python3 dev.py bench --db sqlite --quick      # a smoke run in seconds
     python3 dev.py bench --memory                 # peak RSS at 1,000,000 objects (SQLite)
+    python3 dev.py bench --dump-only              # the dump scenario alone, with data rules
 
 For each database this script starts a worker process (``--worker``) with the backend's
 settings; the worker creates the source and target databases, generates the data, runs every
@@ -48,6 +49,10 @@ DATASET_SYNC, DJANGO, FEINCMS3, RAW = (
     "raw SQL",
 )
 TOOLS = (DATASET_SYNC, DJANGO, FEINCMS3, RAW)
+#: dataset_sync dumping the same dataset with a data rule on every text field, computed by the
+#: database or in Python (bench/datasets.py): they take turns with the plain dump.
+SQL_RULES, PYTHON_RULES = "dataset_sync, SQL rules", "dataset_sync, Python rules"
+SCRUBBED = {SQL_RULES: "bench-sql-rules", PYTHON_RULES: "bench-python-rules"}
 MODELS = ("testapp.author", "testapp.tag", "testapp.question", "testapp.choice")
 
 #: Targets from the "Fast at scale" issue: (scenario, tool) -> minimum time ÷ dataset_sync.
@@ -60,6 +65,8 @@ SPEED_TARGETS = {
     (DUMP, DJANGO): 5.0,
 }
 MEMORY_TARGETS_MB = {DUMP: 80, EMPTY: 200}
+#: Targets from the data rules issue: the scrubbed dump's time ÷ the plain dump's, at most.
+SCRUB_TARGETS = {SQL_RULES: 1.1, PYTHON_RULES: 2.0}
 
 
 @dataclass
@@ -107,6 +114,11 @@ def main() -> int:
         "--repeat-alternatives",
         type=int,
         help="Runs for loaddata and feincms3-data (default --repeat).",
+    )
+    parser.add_argument(
+        "--dump-only",
+        action="store_true",
+        help="Only the dump scenario: every tool, and dataset_sync with data rules.",
     )
     parser.add_argument(
         "--keep", action="store_true", help="Keep the work directory and databases."
@@ -163,6 +175,7 @@ def run_worker(database: str, args: argparse.Namespace, workdir: Path) -> dict[s
     command += ["--questions", str(args.questions), "--repeat", str(args.repeat)]
     command += ["--repeat-alternatives", str(args.repeat_alternatives)]
     command += ["--memory"] if args.memory else []
+    command += ["--dump-only"] if args.dump_only else []
     command += ["--keep"] if args.keep else []
     say(f"== {database}: {objects_for(args.questions):,} objects")
     subprocess.run(command, env=tool_env(database, workdir / database), cwd=ROOT, check=True)
@@ -271,6 +284,17 @@ def report(results: list[Result], versions: dict[str, str], args: argparse.Names
                 limit = MEMORY_TARGETS_MB[result.scenario]
                 verdict = "met" if peak <= limit else "NOT met"
                 lines.append(f"- {result.scenario}: {peak:.0f} MB (target ≤ {limit} MB): {verdict}")
+    scrubbed = [r for r in results if r.tool in SCRUB_TARGETS and r.walls]
+    if scrubbed:
+        lines += ["", "Dumps with data rules (time ÷ the plain dump's; not asserted):", ""]
+    for result in scrubbed:
+        base = baseline.get((result.database, DUMP))
+        if base:
+            ratio, limit = result.median / base, SCRUB_TARGETS[result.tool]
+            verdict = "met" if ratio <= limit else "NOT met"
+            lines.append(
+                f"- {result.tool}, {result.database}: {ratio:.2f}× (target ≤ {limit}×): {verdict}"
+            )
     return "\n".join([*lines, ""])
 
 
@@ -436,7 +460,8 @@ class Bench:
     def repeats(self, tool: str) -> int:
         if self.memory:
             return 1
-        return self.args.repeat if tool in (DATASET_SYNC, RAW) else self.args.repeat_alternatives
+        ours = (DATASET_SYNC, RAW, *SCRUBBED)
+        return self.args.repeat if tool in ours else self.args.repeat_alternatives
 
     def run(self) -> list[Result]:
         from bench import raw
@@ -446,9 +471,20 @@ class Bench:
         self.objects = objects_for(self.args.questions)
         tools = (DATASET_SYNC,) if self.memory else TOOLS
         dumps = {tool: self.workdir / f"{slug(tool)}.json" for tool in tools if tool != RAW}
-        self.measure(
-            DUMP, {tool: functools.partial(self.dump, tool, path) for tool, path in dumps.items()}
+        scrubbed = (
+            {} if self.memory else {tool: self.workdir / f"{slug(tool)}.json" for tool in SCRUBBED}
         )
+        self.measure(
+            DUMP,
+            {
+                tool: functools.partial(self.dump, tool, path)
+                for tool, path in {**dumps, **scrubbed}.items()
+            },
+        )
+        for tool, path in scrubbed.items():
+            self.check_scrubbed(tool, path)
+        if self.args.dump_only:
+            return self.results
         if RAW in tools:
             dumps[RAW] = self.pickle(raw.extract("default"), "raw.pickle")
         expected = snapshot("default")
@@ -521,6 +557,8 @@ class Bench:
     def dump(self, tool: str, path: Path) -> tuple[float, int]:
         if tool == DATASET_SYNC:
             return self.tool(manage("dumpdata-spec", "bench", "--output", str(path)))
+        if tool in SCRUBBED:
+            return self.tool(manage("dumpdata-spec", SCRUBBED[tool], "--output", str(path)))
         if tool == DJANGO:
             return self.tool(manage("dumpdata", *MODELS, "--output", str(path)))
         return self.tool(manage("f3dumpdata", "bench"), stdout=path)
@@ -589,6 +627,23 @@ class Bench:
                 f" differ {changed[:3]}"
             )
         self.log("!" * 72)
+
+    def check_scrubbed(self, tool: str, path: Path) -> None:
+        """The scrubbed dump holds every object, and none of the source's author emails."""
+        from testapp.models import Author
+
+        result = next(r for r in self.results if (r.scenario, r.tool) == (DUMP, tool))
+        if result.state.startswith("FAILED"):
+            return
+        text = path.read_text()
+        data = json.loads(text)
+        emails = set(Author._base_manager.using("default").values_list("email", flat=True))
+        leaked = [email for email in emails if email in text]
+        if data["count"] != self.objects or leaked:
+            result.state = f"MISMATCH: {data['count']:,} objects, {len(leaked)} emails left"
+            self.log(f"!!! {tool}: {result.state}")
+        else:
+            result.state = "every object; no author email left"
 
     def check_nothing_written(self, path: Path) -> None:
         """Load the same dump once more in this process, counting the rows its statements write.

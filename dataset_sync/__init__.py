@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataset_sync.dump import DumpSummary, dump
+from dataset_sync.dump import DumpSummary, dump, rules
 from dataset_sync.errors import DatasetSyncError
 from dataset_sync.load import load
 from dataset_sync.load.guards import DeleteLimit
@@ -28,6 +28,7 @@ __all__ = [
     "dump",
     "load",
     "register",
+    "rules",
     "specs_for_app_models",
     "specs_for_derived_models",
     "specs_for_models",

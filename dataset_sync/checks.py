@@ -9,6 +9,15 @@ dataset_sync.E004  a spec's filter names a field the model does not have
 dataset_sync.E005  save_as_new cannot be done as declared: a multi-table inheritance child
                    is copied without its parent row, or a delete_missing map names a model
                    that no spec copies
+dataset_sync.E006  a data rule cannot be applied as declared: its key names no model or
+                   field, its value is no rule, it does not fit the field (null on a field
+                   that is not nullable, text on a number, any rule on a relation), it would
+                   break a unique constraint, it needs Faker which is not installed, or two
+                   specs of one model have different rules; or DATASET_SYNC_REQUIRE_RULES is
+                   not True, False or a list of names
+dataset_sync.W001  a text, email, IP, JSON or file field of a dataset's model has no data
+                   rule and no keep, so it is dumped as it is
+dataset_sync.E007  the same as W001, with DATASET_SYNC_RULES_STRICT set
 """
 
 from __future__ import annotations
@@ -16,11 +25,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.exceptions import FieldError
+from django.core.exceptions import FieldError, ImproperlyConfigured
 
+from dataset_sync import conf
+from dataset_sync.dump import rules
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
 from dataset_sync.load.keys import parent_row_model
-from dataset_sync.registry import datasets
+from dataset_sync.registry import Dataset, datasets
 from dataset_sync.specs import Spec, to_spec
 
 
@@ -32,9 +43,10 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     """Evaluate every dataset with empty arguments and check the specs it returns.
 
     Datasets that need arguments usually reject the empty string; those are skipped, since
-    only what can be checked without arguments is checked.
+    only what can be checked without arguments is checked (DATASET_SYNC_RULES_STRICT makes
+    their dumps refuse personal fields without rules instead).
     """
-    errors: list[checks.CheckMessage] = []
+    errors = _check_rules_settings()
     for name, dataset in sorted(datasets().items()):
         try:
             raw_specs = list(dataset.specs_function(""))
@@ -53,7 +65,42 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         spec_errors = [error for raw in raw_specs for error in _check_spec(name, raw)]
         errors.extend(spec_errors)
         if not spec_errors:
-            errors.extend(_check_copies(name, [to_spec(raw) for raw in raw_specs]))
+            specs = [to_spec(raw) for raw in raw_specs]
+            errors.extend(_check_copies(name, specs))
+            errors.extend(_check_rules(name, dataset, specs))
+    return errors
+
+
+def _check_rules_settings() -> list[checks.CheckMessage]:
+    problems = rules.project_problems()
+    try:
+        conf.required_rules()
+    except ImproperlyConfigured as exc:
+        problems.append(str(exc))
+    return [checks.Error(problem, id="dataset_sync.E006") for problem in problems]
+
+
+def _check_rules(name: str, dataset: Dataset, specs: list[Spec]) -> list[checks.CheckMessage]:
+    """Rules that cannot apply as declared, and personal fields that have no rule."""
+    resolution = rules.resolve(specs, dataset.rules)
+    errors: list[checks.CheckMessage] = [
+        checks.Error(f"Dataset '{name}': {problem}", id="dataset_sync.E006")
+        for problem in resolution.problems
+    ]
+    strict = conf.rules_strict()
+    for label, field in resolution.unruled:
+        message = (
+            f"Dataset '{name}': {label}.{field.name} ({type(field).__name__}) has no data rule,"
+            " so it is dumped as it is."
+        )
+        hint = (
+            "Declare a rule for it in the spec's rules, the dataset's rules or"
+            " DATASET_SYNC_RULES, or keep to dump it as it is on purpose."
+        )
+        if strict:
+            errors.append(checks.Error(message, hint=hint, id="dataset_sync.E007"))
+        else:
+            errors.append(checks.Warning(message, hint=hint, id="dataset_sync.W001"))
     return errors
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 def datasets_setting() -> str | None:
@@ -27,3 +29,46 @@ def signing_key() -> str | None:
         "DATASET_SYNC_SIGNING_KEY"
     )
     return str(value) if value else None
+
+
+def rules_setting() -> Any:
+    """DATASET_SYNC_RULES: the project's data rules, by field name, model field or field class.
+
+    Returned as set; ``dataset_sync.dump.rules`` checks its shape and reports what is wrong.
+    """
+    return getattr(settings, "DATASET_SYNC_RULES", {})
+
+
+def rules_strict() -> bool:
+    """DATASET_SYNC_RULES_STRICT: personal fields without a data rule are errors, not warnings.
+
+    ``manage.py check`` reports them as errors, and a dump of them is refused.
+    """
+    return bool(getattr(settings, "DATASET_SYNC_RULES_STRICT", False))
+
+
+def required_rules() -> bool | frozenset[str]:
+    """DATASET_SYNC_REQUIRE_RULES: True, or the names of the datasets whose dumps this database
+    loads only when they were written with the data rules it declares for them."""
+    value = getattr(settings, "DATASET_SYNC_REQUIRE_RULES", False)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)) and all(
+        isinstance(name, str) for name in value
+    ):
+        return frozenset(value)
+    raise ImproperlyConfigured(
+        f"DATASET_SYNC_REQUIRE_RULES must be True, False or a list of dataset names, not {value!r}."
+    )
+
+
+def rules_secret() -> str:
+    """DATASET_SYNC_RULES_SECRET, from the settings or else the environment; else SECRET_KEY.
+
+    The key of the ``hashed`` rule. Only the dumping side needs it; it is not the signing
+    key, which the loading side holds too.
+    """
+    value = getattr(settings, "DATASET_SYNC_RULES_SECRET", None) or os.environ.get(
+        "DATASET_SYNC_RULES_SECRET"
+    )
+    return str(value) if value else str(settings.SECRET_KEY)

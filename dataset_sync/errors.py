@@ -78,6 +78,10 @@ class UntrustedDumpError(RefusedError):
     wrong."""
 
 
+class UnscrubbedDumpError(UntrustedDumpError):
+    """The dump was not written with the data rules this database requires for its dataset."""
+
+
 class DeletionGuardError(RefusedError):
     """The load would delete more rows than allowed, or cascade to rows outside the dataset."""
 

@@ -25,7 +25,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from dataset_sync import specs as _specs
-from dataset_sync.dump import dump
+from dataset_sync.dump import dump, rules
 from dataset_sync.errors import (
     InconsistentModelError,
     InvalidSpecError,
@@ -114,16 +114,23 @@ def _dump_objects(
             f"dump_specs(): objects of {', '.join(unclaimed)} have no spec. Add a spec for"
             " each model of the objects."
         )
+    for spec in specs:
+        spec.check_flags()
+    # The objects are the caller's, not rows read here, so the rules run in Python on copies.
+    resolution = rules.resolve(specs, {})
+    if problems := [*rules.project_problems(), *resolution.problems]:
+        raise InvalidSpecError(problems[0])
     header = Header(
         specs=[spec.as_dict() for spec in specs],
         vendor=connections[DEFAULT_DB_ALIAS].vendor,
         created=timezone.now().isoformat(),
+        rules=resolution.header,
     )
     writer = DumpWriter(stream, header)
-    for spec in specs:
-        spec.check_flags()
+    for spec, spec_rules in zip(specs, resolution.rules, strict=True):
         writer.start_spec()
-        claimed = by_model.pop(spec.model, [])
+        scrub = rules.scrubber(spec.get_model(), spec_rules)
+        claimed = [scrub(obj) for obj in by_model.pop(spec.model, [])]
         for data in serializers.serialize("python", claimed, use_natural_foreign_keys=True):
             mapper = mappers.get(spec.model)
             writer.write(encode_object(mapper(data) if mapper else data))

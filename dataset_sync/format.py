@@ -135,17 +135,21 @@ class Header:
     vendor: str | None = None
     created: str | None = None
     version: int = VERSION
+    #: The data rules applied, by name: ``{model label: {field name: rule name}}``. None for
+    #: dumps written before the header had the field (and feincms3-data's).
+    rules: dict[str, dict[str, str]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": FORMAT,
             "version": self.version,
             "dataset": self.dataset,
             "args": self.args,
             "specs": self.specs,
-            "vendor": self.vendor,
-            "created": self.created,
         }
+        if self.rules is not None:
+            data["rules"] = self.rules
+        return {**data, "vendor": self.vendor, "created": self.created}
 
 
 class DumpWriter:
@@ -269,12 +273,24 @@ class DumpReader:
         specs = data.get("specs")
         if not isinstance(specs, list):
             raise self._error("not a dump: the header has no 'specs' list.")
+        rules = data.get("rules")
+        if rules is not None and not (
+            isinstance(rules, dict)
+            and all(
+                isinstance(names, dict) and all(isinstance(name, str) for name in names.values())
+                for names in rules.values()
+            )
+        ):
+            raise self._error(
+                "the header's 'rules' must map models to fields to rule names. Dump it again."
+            )
         return Header(
             specs=specs,
             dataset=data.get("dataset"),
             args=data.get("args") or "",
             vendor=data.get("vendor"),
             created=data.get("created"),
+            rules=rules,
         )
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:

@@ -25,15 +25,18 @@ Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 
 @dataclass(frozen=True)
 class Dataset:
-    """A name, a function from the argument string to specs, and optional dump-time mappers.
+    """A name, a function from the argument string to specs, and optional dump-time rewrites.
 
-    ``mappers`` maps a model label to a function that rewrites each serialized object of that
-    model (``{"model": ..., "pk": ..., "fields": {...}}``) before it is written to the dump.
+    ``rules`` maps ``"app_label.model.field"``, field names or field classes to data rules
+    (``dataset_sync.rules``) for the fields of every spec. ``mappers`` maps a model label to
+    a function that rewrites each serialized object of that model (``{"model": ..., "pk":
+    ..., "fields": {...}}``) before it is written to the dump, after the rules.
     """
 
     name: str
     specs_function: SpecsFunction
     mappers: Mapping[str, Mapper] = field(default_factory=dict)
+    rules: Mapping[Any, Any] = field(default_factory=dict)
 
     def specs(self, args: str = "") -> list[Spec]:
         """The specs for ``args``; DatasetArgumentsError when the function rejects them."""
@@ -54,16 +57,21 @@ _registered: dict[str, Dataset] = {}
 
 
 def register(
-    name: str, *, mappers: Mapping[str, Mapper] | None = None
+    name: str,
+    *,
+    mappers: Mapping[str, Mapper] | None = None,
+    rules: Mapping[Any, Any] | None = None,
 ) -> Callable[[SpecsFunction], SpecsFunction]:
     """Register the decorated function as the dataset ``name``.
 
     Put registrations in a ``datasets.py`` module of an installed app; those modules are
-    imported when a dataset is first looked up, the way ``admin.py`` modules are.
+    imported when a dataset is first looked up, the way ``admin.py`` modules are. ``rules``
+    are the dataset's data rules (see :class:`Dataset`); ``manage.py check`` reports
+    mistakes in them.
     """
 
     def decorator(function: SpecsFunction) -> SpecsFunction:
-        _registered[name] = Dataset(name, function, dict(mappers or {}))
+        _registered[name] = Dataset(name, function, dict(mappers or {}), rules or {})
         return function
 
     return decorator
@@ -96,7 +104,10 @@ def datasets() -> dict[str, Dataset]:
     if path := conf.datasets_setting():
         for name, declaration in import_string(path)().items():
             found[name] = Dataset(
-                name, declaration["specs"], dict(declaration.get("mappers") or {})
+                name,
+                declaration["specs"],
+                dict(declaration.get("mappers") or {}),
+                declaration.get("rules") or {},
             )
     return found
 

@@ -16,13 +16,20 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 _SALT = "dataset_sync.dump"
 #: The header and trailer fields a signature covers; others are informational.
-SIGNED_HEADER = ("format", "version", "dataset", "args", "specs", "vendor", "created")
+SIGNED_HEADER = ("format", "version", "dataset", "args", "specs", "rules", "vendor", "created")
 SIGNED_TRAILER = ("count", "spec_counts", "sha256")
+#: Header fields signed only when present, so that dumps written before they existed keep
+#: their signatures; removing or adding one still breaks the signature.
+_SIGNED_WHEN_PRESENT = frozenset({"rules"})
 
 
 def _message(header: Mapping[str, Any], trailer: Mapping[str, Any]) -> str:
     content = {
-        "header": {key: header.get(key) for key in SIGNED_HEADER},
+        "header": {
+            key: header.get(key)
+            for key in SIGNED_HEADER
+            if key in header or key not in _SIGNED_WHEN_PRESENT
+        },
         "trailer": {key: trailer.get(key) for key in SIGNED_TRAILER},
     }
     # Sorted keys and one encoder make the message independent of the file's layout.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.core.exceptions import FieldError, ValidationError
@@ -12,8 +12,11 @@ from django.db import DatabaseError, models
 
 from dataset_sync.errors import InvalidSpecError
 
-#: The keys of a spec: feincms3-data's, whose dict specs are accepted as they are, and
-#: ``allow_cascade``.
+if TYPE_CHECKING:
+    from dataset_sync.dump.rules import Rule
+
+#: The keys of a spec: feincms3-data's, whose dict specs are accepted as they are,
+#: ``allow_cascade`` and ``rules``.
 SPEC_KEYS = frozenset(
     {
         "model",
@@ -23,6 +26,7 @@ SPEC_KEYS = frozenset(
         "save_as_new",
         "defer_values",
         "allow_cascade",
+        "rules",
     }
 )
 
@@ -35,6 +39,7 @@ _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "save_as_new": ((bool,), "true or false"),
     "ignore_missing_m2m": ((list, tuple), "a list of field names"),
     "defer_values": ((list, tuple), "a list of field names"),
+    "rules": ((Mapping,), "a dict of field names to rules"),
 }
 
 
@@ -44,8 +49,9 @@ class Spec:
 
     ``delete_missing`` makes the loader delete rows on the target that match ``filter`` but are
     not in the dump. ``allow_cascade`` lets those deletions cascade to rows that no spec of
-    the dataset selects (otherwise the load is refused). ``model`` is a label
-    (``"app.model"``) or a model class.
+    the dataset selects (otherwise the load is refused). ``rules`` maps field names of the
+    model to data rules (``dataset_sync.rules``), which the dumper applies to this spec's
+    rows. ``model`` is a label (``"app.model"``) or a model class.
     """
 
     model: str
@@ -55,6 +61,7 @@ class Spec:
     save_as_new: bool = False
     defer_values: tuple[str, ...] = ()
     allow_cascade: bool = False
+    rules: Mapping[str, Rule] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         model: Any = self.model
@@ -74,10 +81,30 @@ class Spec:
                 )
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
+        object.__setattr__(self, "rules", self._rules())
         if isinstance(self.delete_missing, Mapping):
             # An empty dict is falsy, and deletes nothing, as in feincms3-data.
             value = self._delete_missing_map() if self.delete_missing else False
             object.__setattr__(self, "delete_missing", value)
+
+    def _rules(self) -> dict[str, Rule]:
+        # Imported here: the dump package imports this module.
+        from dataset_sync.dump.rules import to_rule
+
+        if not isinstance(self.rules, Mapping):
+            raise InvalidSpecError(
+                f"Spec for {self.model}: 'rules' must be a dict of field names to rules."
+            )
+        rules = {}
+        for name, value in self.rules.items():
+            rule = to_rule(value)
+            if not isinstance(name, str) or rule is None:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'rules' entry {name!r}: {value!r} must map a field"
+                    " name to a rule, a rule name or a function."
+                )
+            rules[name] = rule
+        return rules
 
     def _delete_missing_map(self) -> dict[str, Any]:
         """``{"map": [(lookup, model label), ...]}`` from the dict form of delete_missing."""
@@ -150,6 +177,8 @@ class Spec:
             data["delete_missing"] = {"map": [list(entry) for entry in self.delete_missing_map]}
         elif self.delete_missing:
             data["delete_missing"] = True
+        if self.rules:
+            data["rules"] = {name: rule.name for name, rule in self.rules.items()}
         return data
 
     def check_flags(self) -> None:
@@ -171,6 +200,15 @@ class Spec:
                     " not an installed model."
                 ) from None
         local = {field.name: field for field in model._meta.local_concrete_fields}
+        # A proxy's rows are its concrete model's, and so are the fields rules name.
+        concrete = model._meta.concrete_model or model
+        own = {field.name for field in concrete._meta.local_concrete_fields}
+        for name in self.rules:
+            if name not in own:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'rules' names '{name}', which is not a field of"
+                    f" {self.model}'s own table."
+                )
         for name in self.defer_values:
             if not isinstance(local.get(name), (models.CharField, models.TextField)):
                 raise InvalidSpecError(

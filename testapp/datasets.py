@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataset_sync import Spec, register, specs_for_app_models, specs_for_derived_models
+from dataset_sync import Spec, register, rules, specs_for_app_models, specs_for_derived_models
 from testapp.models import Item
 
 
@@ -67,3 +67,23 @@ def comments(args: str) -> list[Spec]:
 def everything(args: str) -> list[Spec]:
     """Every model of the test app, stale rows deleted."""
     return specs_for_app_models("testapp", {"delete_missing": True})
+
+
+@register(
+    "people",
+    rules={
+        "testapp.person.name": rules.fake("name"),
+        "testapp.person.email": rules.unique_email(),
+        # unique_phone() would be longer than the field with a UUID key.
+        "testapp.person.phone": rules.hashed(),
+        "testapp.person.nickname": rules.fake("first_name"),
+        "testapp.person.bio": rules.fake("text"),
+        "testapp.person.ip": rules.null(),
+        "testapp.person.preferences": rules.fixed({}),
+        "testapp.person.avatar": rules.blank(),
+        "testapp.person.born": rules.fake("date_of_birth"),
+    },
+)
+def people(args: str) -> list[Spec]:
+    """People, with a data rule for every personal field; their status is kept as it is."""
+    return [Spec("testapp.person", delete_missing=True)]

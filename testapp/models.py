@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
@@ -116,3 +119,29 @@ class Comment(models.Model):
 
     def __str__(self) -> str:
         return self.text
+
+
+class Person(models.Model):
+    """Personal data for the data rules: a UUID key, unique and nullable text, IP, JSON, files,
+    and a user account, which a dump names by its natural key (the username)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    name = models.CharField(max_length=100)
+    email = models.EmailField(unique=True)
+    phone = models.CharField(max_length=30, null=True, blank=True, unique=True)
+    # Nullable on purpose: rules must keep NULL as NULL.
+    nickname = models.CharField(max_length=20, null=True, blank=True)  # noqa: DJ001
+    bio = models.TextField(blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    preferences = models.JSONField(default=dict, blank=True)
+    avatar = models.FileField(blank=True)
+    born = models.DateField(null=True, blank=True)
+    status = models.CharField(
+        max_length=10, choices=[("active", "active"), ("left", "left")], default="active"
+    )
+
+    def __str__(self) -> str:
+        return self.name

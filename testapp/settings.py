@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from django.db import models
+
 BACKEND = os.environ.get("DATASET_SYNC_TEST_DB", "sqlite")
 SQLITE_DIR = Path(os.environ.get("DATASET_SYNC_SQLITE_DIR", Path(__file__).parent))
 PREFIX = os.environ.get("DATASET_SYNC_DB_PREFIX", "dataset_sync")
@@ -52,5 +54,13 @@ INSTALLED_APPS = [
     "testapp",
 ]
 SECRET_KEY = "dataset-sync-tests-only"
+# Test data only: fields without a rule of their dataset are dumped as they are.
+DATASET_SYNC_RULES = {
+    models.CharField: "keep",
+    models.TextField: "keep",
+    models.JSONField: "keep",
+    models.GenericIPAddressField: "keep",
+    models.FileField: "keep",
+}
 USE_TZ = True
 TIME_ZONE = "UTC"

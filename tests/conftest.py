@@ -251,5 +251,7 @@ def restore_registry():
     now = registry.datasets()
     for name, dataset in saved.items():
         if name not in now:
-            registry.register(name, mappers=dataset.mappers)(dataset.specs_function)
+            registry.register(name, mappers=dataset.mappers, rules=dataset.rules)(
+                dataset.specs_function
+            )
     assert registry.datasets() == saved

@@ -52,7 +52,7 @@ def test_unknown_key(declare):
         (
             "dataset_sync.E003",
             "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-            " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new.",
+            " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new.",
         )
     ]
 
@@ -92,7 +92,7 @@ def test_datasets_declared_in_settings_are_checked():
     )
     assert unknown_key == (
         "Dataset 'unknown-key': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-        " defer_values, delete_missing, filter, ignore_missing_m2m, model, save_as_new."
+        " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
     )
     assert missing_field.startswith(
         "Dataset 'missing-field': the filter of testapp.tag is invalid: Cannot resolve keyword"
@@ -181,3 +181,137 @@ def test_copies_declared_consistently_pass(declare):
         ],
     )
     assert errors() == []
+
+
+# Data rules
+
+
+def about(name):
+    """The dataset_sync messages about the dataset ``name``: id, message and hint."""
+    return [
+        (message.id, message.msg, message.hint)
+        for message in checks.run_checks()
+        if message.id and message.id.startswith("dataset_sync.")
+        if message.msg.startswith(f"Dataset '{name}': ")
+    ]
+
+
+UNRULED_HINT = (
+    "Declare a rule for it in the spec's rules, the dataset's rules or DATASET_SYNC_RULES, or"
+    " keep to dump it as it is on purpose."
+)
+
+
+def test_personal_fields_without_a_rule_are_warned_about(declare, settings):
+    settings.DATASET_SYNC_RULES = {"testapp.person.email": "unique_email"}
+    declare("raw", [{"model": "testapp.person", "rules": {"name": "keep"}}])
+    # Not the key, the date or the status, whose choices are not personal.
+    assert about("raw") == [
+        (
+            "dataset_sync.W001",
+            f"Dataset 'raw': testapp.person.{name} ({kind}) has no data rule, so it is dumped as"
+            " it is.",
+            UNRULED_HINT,
+        )
+        for name, kind in [
+            ("phone", "CharField"),
+            ("nickname", "CharField"),
+            ("bio", "TextField"),
+            ("ip", "GenericIPAddressField"),
+            ("preferences", "JSONField"),
+            ("avatar", "FileField"),
+        ]
+    ]
+
+
+def test_strict_mode_makes_personal_fields_without_a_rule_errors(declare, settings):
+    settings.DATASET_SYNC_RULES = {}
+    settings.DATASET_SYNC_RULES_STRICT = True
+    declare("raw", [{"model": "testapp.tag"}])
+    assert about("raw") == [
+        (
+            "dataset_sync.E007",
+            "Dataset 'raw': testapp.tag.name (CharField) has no data rule, so it is dumped as it"
+            " is.",
+            UNRULED_HINT,
+        )
+    ]
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check")
+    assert "dataset_sync.E007" in str(excinfo.value)
+
+
+def test_the_test_apps_people_have_a_rule_for_every_personal_field(settings):
+    settings.DATASET_SYNC_RULES = {}
+    settings.DATASET_SYNC_RULES_STRICT = True
+    assert about("people") == []
+
+
+def test_rules_that_cannot_apply(declare):
+    declare("broken", [{"model": "testapp.person", "rules": {"email": "blank"}}])
+    assert about("broken") == [
+        (
+            "dataset_sync.E006",
+            "Dataset 'broken': testapp.person.email: rule 'blank' (the spec's rules) would break"
+            " a unique constraint of the field, since its values repeat. Use hashed, a unique_*"
+            " rule, null, keep or a custom rule there.",
+            None,
+        )
+    ]
+
+
+def test_dataset_rules_naming_a_missing_field(restore_registry):
+    restore_registry("broken", rules={"testapp.tag.colour": "blank"})(
+        lambda args: [{"model": "testapp.tag"}]
+    )
+    assert about("broken") == [
+        (
+            "dataset_sync.E006",
+            "Dataset 'broken': the dataset's rules['testapp.tag.colour']: testapp.tag has no field"
+            " 'colour'.",
+            None,
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        (
+            ["name"],
+            "Dataset 'broken': Spec for testapp.tag: 'rules' must be a dict of field names to"
+            " rules, not ['name'].",
+        ),
+        (
+            {"name": 3},
+            "Dataset 'broken': Spec for testapp.tag: 'rules' entry 'name': 3 must map a field"
+            " name to a rule, a rule name or a function.",
+        ),
+        (
+            {"colour": "blank"},
+            "Dataset 'broken': Spec for testapp.tag: 'rules' names 'colour', which is not a"
+            " field of testapp.tag's own table.",
+        ),
+    ],
+)
+def test_malformed_spec_rules(declare, rules, message):
+    declare("broken", [{"model": "testapp.tag", "rules": rules}])
+    assert about("broken") == [("dataset_sync.E003", message, None)]
+
+
+def test_malformed_rules_settings(settings):
+    settings.DATASET_SYNC_RULES = ["email"]
+    settings.DATASET_SYNC_REQUIRE_RULES = "people"
+    assert [
+        (check_id, message) for check_id, message in errors() if check_id == "dataset_sync.E006"
+    ] == [
+        (
+            "dataset_sync.E006",
+            "DATASET_SYNC_RULES must be a dict of fields to rules, not list.",
+        ),
+        (
+            "dataset_sync.E006",
+            "DATASET_SYNC_REQUIRE_RULES must be True, False or a list of dataset names, not"
+            " 'people'.",
+        ),
+    ]

@@ -1,6 +1,7 @@
 """dump(): stream the rows a dataset selects into one dump file.
 
-``serialize`` turns rows into Django's serializer representation.
+``serialize`` turns rows into Django's serializer representation; ``rules`` replaces the
+values of personal fields while they are read.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.utils import timezone
 
 from dataset_sync import conf
+from dataset_sync.dump import rules
 from dataset_sync.dump.serialize import RowSerializer
-from dataset_sync.errors import DumpWriteError
+from dataset_sync.errors import DumpWriteError, InvalidSpecError
 from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
@@ -57,6 +59,11 @@ def dump(
     beside it and renamed when the dump is complete, so a failed dump never leaves a file
     that looks whole; ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
 
+    Data rules (the specs', the dataset's and DATASET_SYNC_RULES) replace the values of the
+    fields they name before mappers see the objects; the header names them. InvalidSpecError
+    when a rule cannot apply as declared, or, under DATASET_SYNC_RULES_STRICT, when a personal
+    field has none.
+
     ``log`` gets a line per spec; ``on_batch(label, done)`` is called after each batch of a
     spec's rows with the spec's model label, for a progress display.
     """
@@ -78,11 +85,38 @@ def dump(
         raise TypeError("dump() needs a dataset or specs.")
     for spec in resolved:
         spec.check_flags()
+    scrub = _resolve_rules(resolved, dataset)
+    header.rules = scrub.header
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):
-        counts = _write(stream, header, resolved, using, mappers or {}, log, on_batch)
+        counts = _write(
+            stream,
+            header,
+            resolved,
+            scrub.rules,
+            scrub.of_model,
+            using,
+            mappers or {},
+            log,
+            on_batch,
+        )
     return DumpSummary(resolved, counts)
+
+
+def _resolve_rules(specs: list[Spec], dataset: Dataset | None) -> rules.Resolution:
+    """The rules of each spec; InvalidSpecError for the first that cannot apply as declared."""
+    scrub = rules.resolve(specs, dataset.rules if dataset else {})
+    prefix = f"Dataset '{dataset.name}': " if dataset else ""
+    if problems := [*rules.project_problems(), *scrub.problems]:
+        raise InvalidSpecError(prefix + problems[0])
+    if scrub.unruled and conf.rules_strict():
+        fields = ", ".join(f"{label}.{field.name}" for label, field in scrub.unruled)
+        raise InvalidSpecError(
+            f"{prefix}DATASET_SYNC_RULES_STRICT refuses to dump fields that have no data rule:"
+            f" {fields}. Declare a rule for each, or keep to dump it as it is."
+        )
+    return scrub
 
 
 @contextmanager
@@ -129,6 +163,8 @@ def _write(
     stream: Writable,
     header: Header,
     specs: list[Spec],
+    spec_rules: list[dict[str, rules.Rule]],
+    related_rules: Callable[[type[models.Model]], dict[str, rules.Rule]],
     using: str,
     mappers: dict[str, Mapper],
     log: Log | None,
@@ -141,10 +177,10 @@ def _write(
         writer.write(encode_object(mapper(data) if mapper else data))
 
     batch_size = conf.batch_size()
-    for spec in specs:
+    for spec, field_rules in zip(specs, spec_rules, strict=True):
         writer.start_spec()
         before = writer.count
-        serializer = RowSerializer(spec.get_model(), using)
+        serializer = RowSerializer(spec.get_model(), using, field_rules, related_rules)
         for data in serializer.rows(spec.queryset(using), batch_size):
             emit(data)
             if on_batch and (writer.count - before) % batch_size == 0:

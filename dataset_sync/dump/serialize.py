@@ -7,17 +7,25 @@ so its output is the serializer's, byte for byte (``use_natural_foreign_keys=Tru
 every field type: values of "protected" types (None, numbers, dates and times, Decimal)
 pass through as they are, everything else goes through the field's own
 ``value_to_string()``, which is handed a stand-in object holding just that value.
+
+Data rules (``rules.py``) change what is read for a field: an expression the database computes
+instead of the column, nothing at all for a constant, and a Python step on what was read. The
+rows are then serialized as if the database held the rules' values.
 """
 
 from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 from django.utils.encoding import is_protected_type
+
+from dataset_sync.dump.kinds import Constant, Rule
+from dataset_sync.dump.rules import Scrub, scrubber
 
 Converter = Callable[[Any], Any]
 
@@ -60,14 +68,28 @@ def _uses_natural_key(model: Any) -> bool:
     return hasattr(model, "natural_key")
 
 
+#: What the rows of a model need after they are read: per field, the index of the value read
+#: for it (None: nothing is read), a step computing the value dumped, and a constant.
+_Step = tuple[int | None, Callable[[Any, Any], Any] | None, Any]
+
+
 class RowSerializer:
     """Serializes the rows of one model, a batch at a time.
 
     Natural keys of related rows (for foreign keys and many-to-many links to models with a
     ``natural_key()``, such as content types) are looked up once per batch and cached.
+    ``rules`` maps field names to the data rules that replace their values;
+    ``related_rules(model)`` gives the rules of a related model, whose natural keys are
+    computed from its rows as the rules leave them.
     """
 
-    def __init__(self, model: type[models.Model], using: str) -> None:
+    def __init__(
+        self,
+        model: type[models.Model],
+        using: str,
+        rules: Mapping[str, Rule] | None = None,
+        related_rules: Callable[[type[models.Model]], Mapping[str, Rule]] | None = None,
+    ) -> None:
         concrete = model._meta.concrete_model
         assert concrete is not None
         meta = concrete._meta
@@ -83,7 +105,7 @@ class RowSerializer:
             for field in meta.local_many_to_many
             if field.serialize and field.remote_field.through._meta.auto_created  # type: ignore[attr-defined,union-attr]
         ]
-        self.attnames = [self.pk.attname, *(field.attname for field in self.fields)]
+        self.selects = self._plan(rules or {})
         self._convert_pk = _plain(self.pk)
         self._pk_unchanged = _unchanged(self.pk)
         self._converters = [
@@ -91,6 +113,48 @@ class RowSerializer:
         ]
         self._unchanged = [_unchanged(field) for field in self.fields]
         self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
+        self._related_rules = related_rules
+        self._scrubbers: dict[type[models.Model], Scrub] = {}
+
+    def _plan(self, rules: Mapping[str, Rule]) -> list[Any]:
+        """What the query reads: the key, then per field its column or what its rule reads."""
+        vendor = connections[self.using].vendor
+        selects: list[Any] = [self.pk.attname]
+        steps: list[_Step] = []
+        for field in self.fields:
+            rule = rules.get(field.name)
+            column = rule.column(field, vendor) if rule is not None else None
+            if column is None:
+                selects.append(field.attname)
+                steps.append((len(selects) - 1, None, None))
+            elif isinstance(column, Constant):
+                steps.append((None, None, column.value))
+            else:
+                if column.select is not None:
+                    selects.append(column.select)
+                index = len(selects) - 1 if column.select is not None else None
+                steps.append((index, column.convert, None))
+        #: None when every field is read as it is, so rows need no rework.
+        self._steps = steps if rules else None
+        return selects
+
+    def _scrub(self, batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Rows as the serializer expects them (key, then one value per field), rules applied.
+
+        Column by column: a rule's step is one comprehension over the batch.
+        """
+        if self._steps is None or not batch:
+            return batch
+        read = list(zip(*batch, strict=True))
+        pks = read[0]
+        columns: list[Any] = [pks]
+        for index, convert, constant in self._steps:
+            values: Any = itertools.repeat(constant) if index is None else read[index]
+            if convert is not None:
+                # A constant's values repeat for ever; the keys say how many rows there are.
+                values = [convert(value, pk) for value, pk in zip(values, pks, strict=False)]
+            columns.append(values)
+        return list(zip(*columns, strict=False))
 
     def _natural(self, field: Any) -> bool:
         return field.remote_field is not None and _uses_natural_key(field.related_model)
@@ -101,7 +165,7 @@ class RowSerializer:
         Batches are keyed on the primary key rather than one long cursor, so memory stays
         flat on every backend (MySQL's client otherwise buffers a whole result set).
         """
-        values = queryset.values_list(*self.attnames)
+        values = queryset.values_list(*self.selects)
         last: Any = None
         while True:
             page = values if last is None else values.filter(pk__gt=last)
@@ -113,7 +177,7 @@ class RowSerializer:
                 if row[0] != last:
                     last = row[0]
                     batch.append(row)
-            yield from self._serialize(batch)
+            yield from self._serialize(self._scrub(batch))
             if fetched < batch_size:
                 return
 
@@ -154,9 +218,13 @@ class RowSerializer:
     ) -> dict[Any, Any]:
         cache = self._natural_keys.setdefault(model, {})
         if missing := wanted - cache.keys():
+            if model not in self._scrubbers:
+                rules = self._related_rules(model) if self._related_rules else {}
+                self._scrubbers[model] = scrubber(model, rules)
+            scrub = self._scrubbers[model]
             related = model._base_manager.using(self.using).filter(**{f"{attname}__in": missing})
             for obj in related:
-                cache[getattr(obj, attname)] = obj.natural_key()  # type: ignore[attr-defined]
+                cache[getattr(obj, attname)] = scrub(obj).natural_key()  # type: ignore[attr-defined]
         return cache
 
     def _links(self, pks: list[Any]) -> dict[str, dict[Any, list[Any]]]:

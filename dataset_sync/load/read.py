@@ -17,6 +17,7 @@ from typing import IO, Any
 from django.db import models
 
 from dataset_sync import conf, registry
+from dataset_sync.dump import rules
 from dataset_sync.errors import InvalidSpecError, SchemaMismatchError
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
@@ -121,4 +122,5 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
         if spec.delete_missing:
             # The loader runs these filters to find rows to delete; try them first.
             spec.check_filter(using)
+    rules.require(header, specs)
     return specs
