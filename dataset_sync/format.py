@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.template.defaultfilters import pluralize
 
 from dataset_sync import signing
 from dataset_sync.errors import DumpFormatError, InvalidVersionError, UntrustedDumpError
@@ -344,11 +345,12 @@ class DumpReader:
             raise self._error(f"the text after line {first_line - 1} is not UTF-8.") from None
         except (OSError, EOFError) as exc:
             raise self._error(
-                f"cannot be read after {count:,} objects ({exc}); the file is truncated or"
-                " corrupted. Dump it again."
+                f"cannot be read after {count:,} object{pluralize(count)} ({exc}); the file is"
+                " truncated or corrupted. Dump it again."
             ) from exc
         raise self._error(
-            f"trailer missing after {count:,} objects; the file is truncated. Dump it again."
+            f"trailer missing after {count:,} object{pluralize(count)}; the file is truncated."
+            " Dump it again."
         )
 
     def _parse_batch(self, lines: list[str], first_line: int, digest: Any) -> list[dict[str, Any]]:

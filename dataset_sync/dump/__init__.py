@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from dataset_sync import conf
@@ -188,6 +189,7 @@ def _write(
         if on_batch:
             on_batch(spec.model, writer.count - before)
         if log:
-            log(f"{spec.model}: {writer.count - before:,} objects")
+            count = writer.count - before
+            log(f"{spec.model}: {count:,} object{pluralize(count)}")
     writer.close()
     return writer.spec_counts

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
+from django.template.defaultfilters import pluralize
 
 from dataset_sync import conf
 from dataset_sync.errors import DatasetSyncError
@@ -172,7 +173,8 @@ def _apply(
         if report.counts[label].created:
             created.append(model)
         if options.log:
-            options.log(f"{label}: {len(dump.keys[model]):,} objects")
+            count = len(dump.keys[model])
+            options.log(f"{label}: {count:,} object{pluralize(count)}")
     correct_placeholders(keys, writers)
     deleter.delete_missing()
     deferred.restore(using, keys.target_key)

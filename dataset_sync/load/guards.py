@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models.deletion import Collector
+from django.template.defaultfilters import pluralize
 
 from dataset_sync.errors import DeletionGuardError
 from dataset_sync.load.read import VerifiedDump
@@ -57,10 +58,10 @@ class DeleteLimit:
             allowed = int(selected * self.percent / 100)
         if deleting > allowed:
             raise DeletionGuardError(
-                f"the load would delete {deleting:,} rows, more than --max-delete"
-                f" {self} allows ({selected:,} rows here match the dataset's delete_missing"
-                " specs); nothing was changed. Check the dump (a truncated export looks like"
-                " this), or raise the limit."
+                f"the load would delete {deleting:,} row{pluralize(deleting)}, more than"
+                f" --max-delete {self} allows ({selected:,} row{pluralize(selected)} here match"
+                " the dataset's delete_missing specs); nothing was changed. Check the dump (a"
+                " truncated export looks like this), or raise the limit."
             )
 
 

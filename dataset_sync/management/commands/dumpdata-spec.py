@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.template.defaultfilters import pluralize
 
 from dataset_sync.dump import dump
 from dataset_sync.errors import DatasetSyncError
@@ -33,6 +34,9 @@ class Command(BaseCommand):
         # Rows and rates only on a terminal: logs and pipes get the summary alone.
         meter = TerminalProgress(self.stderr) if verbosity >= 1 and self.stderr.isatty() else None
         log = (meter.line if meter else self.stderr.write) if verbosity >= 2 else None
+        if not output:
+            # The dump's own lines end in newlines; as dumpdata does, add none.
+            self.stdout.ending = None  # type: ignore[assignment]
         try:
             summary = dump(
                 dataset,
@@ -47,4 +51,5 @@ class Command(BaseCommand):
             if meter:
                 meter.close()
         if verbosity >= 1:
-            self.stderr.write(f"Dumped {summary.count:,} objects of {dataset}.")
+            count = summary.count
+            self.stderr.write(f"Dumped {count:,} object{pluralize(count)} of {dataset}.")

@@ -143,7 +143,11 @@ class Command(BaseCommand):
         exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and not report.changed else 0
         self._report(report, exit_code, None, as_json, verbosity)
         if exit_code:
-            raise SystemExit(exit_code)
+            # Through CommandError, as every exit code: call_command() never raises SystemExit.
+            raise CommandError(
+                f"Nothing to change (--detailed-exitcode): exit code {exit_code}.",
+                returncode=exit_code,
+            )
 
     def _report(
         self,
