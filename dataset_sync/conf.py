@@ -20,6 +20,17 @@ def batch_size() -> int:
     return int(getattr(settings, "DATASET_SYNC_BATCH_SIZE", 1000))
 
 
+def identities_setting() -> dict[Any, Any]:
+    """DATASET_SYNC_IDENTITIES: per model (label or class), how its rows are recognised on
+    another database: ``"natural_key"``, or a field name or list of field names."""
+    value = getattr(settings, "DATASET_SYNC_IDENTITIES", None) or {}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(
+            "DATASET_SYNC_IDENTITIES must be a dict of model labels to identities."
+        )
+    return value
+
+
 def signing_key() -> str | None:
     """DATASET_SYNC_SIGNING_KEY, from the settings or else the environment.
 

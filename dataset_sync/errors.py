@@ -55,6 +55,10 @@ class SchemaMismatchError(DatasetSyncError):
     """The dump names a model or field the target database does not have."""
 
 
+class IdentityMismatchError(SchemaMismatchError):
+    """The dump recognises rows of a model otherwise than this database declares."""
+
+
 class LoadIntegrityError(DatasetSyncError):
     """Writing the dump would break a constraint: a missing foreign key row, a duplicate."""
 

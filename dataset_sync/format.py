@@ -139,6 +139,9 @@ class Header:
     #: The data rules applied, by name: ``{model label: {field name: rule name}}``. None for
     #: dumps written before the header had the field (and feincms3-data's).
     rules: dict[str, dict[str, str]] | None = None
+    #: How rows of models other than by primary key are recognised: ``{model label:
+    #: "natural_key" or [field, ...]}``. None for dumps written before the header had it.
+    identities: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -150,6 +153,8 @@ class Header:
         }
         if self.rules is not None:
             data["rules"] = self.rules
+        if self.identities is not None:
+            data["identities"] = self.identities
         return {**data, "vendor": self.vendor, "created": self.created}
 
 
@@ -285,6 +290,23 @@ class DumpReader:
             raise self._error(
                 "the header's 'rules' must map models to fields to rule names. Dump it again."
             )
+        identities = data.get("identities")
+        if identities is not None and not (
+            isinstance(identities, dict)
+            and all(
+                identity == "natural_key"
+                or (
+                    isinstance(identity, list)
+                    and identity
+                    and all(isinstance(name, str) for name in identity)
+                )
+                for identity in identities.values()
+            )
+        ):
+            raise self._error(
+                "the header's 'identities' must map models to 'natural_key' or a list of field"
+                " names. Dump it again."
+            )
         return Header(
             specs=specs,
             dataset=data.get("dataset"),
@@ -292,6 +314,7 @@ class DumpReader:
             vendor=data.get("vendor"),
             created=data.get("created"),
             rules=rules,
+            identities=identities,
         )
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:

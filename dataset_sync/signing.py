@@ -16,11 +16,21 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 _SALT = "dataset_sync.dump"
 #: The header and trailer fields a signature covers; others are informational.
-SIGNED_HEADER = ("format", "version", "dataset", "args", "specs", "rules", "vendor", "created")
+SIGNED_HEADER = (
+    "format",
+    "version",
+    "dataset",
+    "args",
+    "specs",
+    "rules",
+    "identities",
+    "vendor",
+    "created",
+)
 SIGNED_TRAILER = ("count", "spec_counts", "sha256")
 #: Header fields signed only when present, so that dumps written before they existed keep
 #: their signatures; removing or adding one still breaks the signature.
-_SIGNED_WHEN_PRESENT = frozenset({"rules"})
+_SIGNED_WHEN_PRESENT = frozenset({"rules", "identities"})
 
 
 def _message(header: Mapping[str, Any], trailer: Mapping[str, Any]) -> str:

@@ -11,6 +11,8 @@ from django.core.exceptions import FieldError, ValidationError
 from django.db import DatabaseError, models
 
 from dataset_sync.errors import InvalidSpecError
+from dataset_sync.identity import Identity
+from dataset_sync.identity import check as check_identity
 
 if TYPE_CHECKING:
     from dataset_sync.dump.rules import Rule
@@ -27,8 +29,13 @@ SPEC_KEYS = frozenset(
         "defer_values",
         "allow_cascade",
         "rules",
+        "identity",
+        "missing_references",
     }
 )
+
+#: What a load does with a foreign key whose row is neither in the dump nor on the target.
+MISSING_REFERENCE_POLICIES = ("refuse", "set_null", "keep")
 
 _Q_OPTIONS = frozenset({"_connector", "_negated"})
 
@@ -40,6 +47,8 @@ _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "ignore_missing_m2m": ((list, tuple), "a list of field names"),
     "defer_values": ((list, tuple), "a list of field names"),
     "rules": ((Mapping,), "a dict of field names to rules"),
+    "identity": ((str, list, tuple), "'pk', 'natural_key', or a field name or list of them"),
+    "missing_references": ((Mapping,), "a dict of field names to 'refuse', 'set_null' or 'keep'"),
 }
 
 
@@ -51,7 +60,11 @@ class Spec:
     not in the dump. ``allow_cascade`` lets those deletions cascade to rows that no spec of
     the dataset selects (otherwise the load is refused). ``rules`` maps field names of the
     model to data rules (``dataset_sync.rules``), which the dumper applies to this spec's
-    rows. ``model`` is a label (``"app.model"``) or a model class.
+    rows. ``identity`` says how its rows are recognised on the target (see
+    :mod:`dataset_sync.identity`); ``missing_references`` what a load does with a foreign key
+    whose row is neither in the dump nor on the target: ``refuse`` (the default),
+    ``set_null`` or ``keep`` (the target's current value). ``model`` is a label
+    (``"app.model"``) or a model class.
     """
 
     model: str
@@ -62,6 +75,8 @@ class Spec:
     defer_values: tuple[str, ...] = ()
     allow_cascade: bool = False
     rules: Mapping[str, Rule] = field(default_factory=dict)
+    identity: str | tuple[str, ...] | None = None
+    missing_references: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         model: Any = self.model
@@ -82,6 +97,19 @@ class Spec:
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
         object.__setattr__(self, "rules", self._rules())
+        if self.identity is not None:
+            identity = Identity.parse(self.identity, f"Spec for {self.model}")
+            object.__setattr__(self, "identity", identity.fields or identity.kind)
+        policies = self.missing_references
+        if not isinstance(policies, Mapping) or not all(
+            isinstance(name, str) and policy in MISSING_REFERENCE_POLICIES
+            for name, policy in policies.items()
+        ):
+            raise InvalidSpecError(
+                f"Spec for {self.model}: 'missing_references' must map foreign key names to"
+                f" {', '.join(map(repr, MISSING_REFERENCE_POLICIES))}, not {policies!r}."
+            )
+        object.__setattr__(self, "missing_references", dict(policies))
         if isinstance(self.delete_missing, Mapping):
             # An empty dict is falsy, and deletes nothing, as in feincms3-data.
             value = self._delete_missing_map() if self.delete_missing else False
@@ -179,6 +207,12 @@ class Spec:
             data["delete_missing"] = True
         if self.rules:
             data["rules"] = {name: rule.name for name, rule in self.rules.items()}
+        if self.identity is not None:
+            data["identity"] = (
+                list(self.identity) if isinstance(self.identity, tuple) else self.identity
+            )
+        if self.missing_references:
+            data["missing_references"] = dict(self.missing_references)
         return data
 
     def check_flags(self) -> None:
@@ -215,6 +249,27 @@ class Spec:
                     f"Spec for {self.model}: 'defer_values' names '{name}', which is not a text"
                     f" field of {self.model}'s own table; only text fields can hold the"
                     " throwaway values."
+                )
+        for name, policy in self.missing_references.items():
+            relation = local.get(name)
+            if relation is None or not relation.many_to_one:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'missing_references' names '{name}', which is not a"
+                    f" foreign key of {self.model}'s own table."
+                )
+            if policy == "set_null" and not relation.null:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'missing_references' sets '{name}' to NULL, but"
+                    " the field is not nullable; use 'refuse' or 'keep'."
+                )
+        if self.identity is not None:
+            identity = Identity.parse(self.identity, f"Spec for {self.model}")
+            if problem := check_identity(model, identity):
+                raise InvalidSpecError(f"Spec for {self.model}: {problem}")
+            if identity.matched and self.save_as_new:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: save_as_new copies rows under new keys, and an"
+                    " identity matches them with rows on the target; declare one or the other."
                 )
 
     def get_model(self) -> type[models.Model]:

@@ -63,6 +63,24 @@ def comments(args: str) -> list[Spec]:
     return [Spec("testapp.comment", delete_missing=True)]
 
 
+@register("books")
+def books(args: str) -> list[Spec]:
+    """The books of some publishers, named by UUID; the stale ones go.
+
+    Publishers and books are matched by identity (DATASET_SYNC_IDENTITIES in the settings),
+    so their keys may differ between databases.
+    """
+    if not args:
+        raise ValueError("expected comma separated publisher UUIDs")
+    uuids = args.split(",")
+    return [
+        Spec("testapp.publisher", filter={"uuid__in": uuids}),
+        Spec("testapp.book", filter={"publisher__uuid__in": uuids}, delete_missing=True),
+        Spec("testapp.novel", filter={"publisher__uuid__in": uuids}, delete_missing=True),
+        Spec("testapp.tag"),
+    ]
+
+
 @register("everything")
 def everything(args: str) -> list[Spec]:
     """Every model of the test app, stale rows deleted."""

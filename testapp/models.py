@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 
 from django.conf import settings
@@ -145,3 +146,46 @@ class Person(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def random_key() -> int:
+    """A random key, as some datastores hand out: two databases' keys never line up."""
+    return secrets.randbelow(2**53 - 1) + 1
+
+
+class Publisher(models.Model):
+    """Identified by a UUID field; its primary keys are random."""
+
+    id = models.BigIntegerField(primary_key=True, default=random_key, editable=False)
+    uuid = models.UUIDField(unique=True, default=uuid.uuid4)
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Book(models.Model):
+    """Identified by its slug: rows created on either side get keys that collide."""
+
+    slug = models.SlugField(unique=True)
+    title = models.CharField(max_length=200)
+    publisher = models.ForeignKey(Publisher, on_delete=models.CASCADE, related_name="books")
+    # A self reference, and links between books, by identity.
+    sequel = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    see_also = models.ManyToManyField("self", symmetrical=False, blank=True, related_name="+")
+    # References to models matched by primary key.
+    tags = models.ManyToManyField(Tag, blank=True, related_name="books")
+    editor = models.ForeignKey(
+        Author, on_delete=models.SET_NULL, null=True, blank=True, related_name="edited"
+    )
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Novel(Book):
+    """A multi-table inheritance child: identified as its book."""
+
+    genre = models.CharField(max_length=50)

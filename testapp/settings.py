@@ -62,5 +62,7 @@ DATASET_SYNC_RULES = {
     models.GenericIPAddressField: "keep",
     models.FileField: "keep",
 }
+# Rows of these models are matched by what they are, not by primary key.
+DATASET_SYNC_IDENTITIES = {"testapp.publisher": "uuid", "testapp.book": "slug"}
 USE_TZ = True
 TIME_ZONE = "UTC"

@@ -52,7 +52,8 @@ def test_unknown_key(declare):
         (
             "dataset_sync.E003",
             "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-            " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new.",
+            " defer_values, delete_missing, filter, identity, ignore_missing_m2m,"
+            " missing_references, model, rules, save_as_new.",
         )
     ]
 
@@ -92,7 +93,8 @@ def test_datasets_declared_in_settings_are_checked():
     )
     assert unknown_key == (
         "Dataset 'unknown-key': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-        " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
+        " defer_values, delete_missing, filter, identity, ignore_missing_m2m,"
+        " missing_references, model, rules, save_as_new."
     )
     assert missing_field.startswith(
         "Dataset 'missing-field': the filter of testapp.tag is invalid: Cannot resolve keyword"

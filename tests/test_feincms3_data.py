@@ -58,7 +58,8 @@ def test_spec_helpers_refuse_unknown_keys():
         compat.specs_for_models([Tag], {"hello": "world"})
     assert str(excinfo.value) == (
         "Spec for testapp.tag has unknown keys hello; use allow_cascade, defer_values,"
-        " delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
+        " delete_missing, filter, identity, ignore_missing_m2m,"
+        " missing_references, model, rules, save_as_new."
     )
 
 
@@ -154,7 +155,8 @@ def test_load_dump_refuses_an_invalid_spec():
         compat.load_dump(data, using="target")
     assert str(excinfo.value) == (
         "<dump>: Spec for testapp.tag has unknown keys hello; use allow_cascade,"
-        " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
+        " defer_values, delete_missing, filter, identity, ignore_missing_m2m,"
+        " missing_references, model, rules, save_as_new."
     )
     assert rows("target") == before
 

@@ -246,7 +246,7 @@ def test_a_delete_missing_filter_on_an_unknown_field_is_refused(tmp_path, loaded
         InvalidSpecError,
         f"{path}: Spec for testapp.tag: the filter {{'nope': 1}} cannot be used on the target"
         " (FieldError: Cannot resolve keyword 'nope' into field."
-        " Choices are: id, name, questions).",
+        " Choices are: books, id, name, questions).",
         loaded_target,
     )
 

@@ -16,7 +16,7 @@ from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError, Unknown
 from testapp.models import Item
 
 #: What testapp/datasets.py registers.
-REGISTERED = ["authors", "comments", "everything", "items", "people", "questions", "tree"]
+REGISTERED = ["authors", "books", "comments", "everything", "items", "people", "questions", "tree"]
 
 
 def feincms3_datasets():
@@ -51,7 +51,7 @@ def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(UnknownDatasetError) as excinfo:
         registry.get_dataset("nope")
     assert str(excinfo.value) == (
-        "Unknown dataset 'nope'; known datasets: authors, comments, everything, items,"
+        "Unknown dataset 'nope'; known datasets: authors, books, comments, everything, items,"
         " people, questions, tree."
     )
 
@@ -78,7 +78,7 @@ def test_unregister_removes_a_registration_and_returns_it(restore_registry):
     with pytest.raises(UnknownDatasetError) as excinfo:
         registry.get_dataset("tags")
     assert str(excinfo.value) == (
-        "Unknown dataset 'tags'; known datasets: authors, comments, everything, items,"
+        "Unknown dataset 'tags'; known datasets: authors, books, comments, everything, items,"
         " people, questions, tree."
     )
 
@@ -100,7 +100,7 @@ def test_unregistering_a_name_that_is_not_registered_is_an_error(restore_registr
         unregister("nope")
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'nope': it is not registered (registered datasets: authors,"
-        " comments, everything, items, people, questions, tree)."
+        " books, comments, everything, items, people, questions, tree)."
     )
     assert sorted(registry.datasets()) == REGISTERED
 
@@ -111,7 +111,7 @@ def test_unregister_leaves_the_datasets_of_the_setting_alone(restore_registry):
         unregister("f3-tags")
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'f3-tags': it is not registered (registered datasets:"
-        " authors, comments, everything, items, people, questions, tree)."
+        " authors, books, comments, everything, items, people, questions, tree)."
     )
     # The setting's 'tree' wins over the registration; unregistering removes only the latter.
     unregister("tree")
@@ -144,7 +144,8 @@ def test_invalid_spec_names_the_dataset(restore_registry):
         registry.get_dataset("broken").specs("")
     assert str(excinfo.value) == (
         "Dataset 'broken': Spec for testapp.tag has unknown keys delete; use allow_cascade,"
-        " defer_values, delete_missing, filter, ignore_missing_m2m, model, rules, save_as_new."
+        " defer_values, delete_missing, filter, identity, ignore_missing_m2m,"
+        " missing_references, model, rules, save_as_new."
     )
 
 
@@ -176,4 +177,7 @@ def test_spec_helpers_expand_to_one_spec_per_model():
         "testapp.event",
         "testapp.comment",
         "testapp.person",
+        "testapp.publisher",
+        "testapp.book",
+        "testapp.novel",
     ]

@@ -19,9 +19,11 @@ from django.utils import timezone
 
 from dataset_sync import conf
 from dataset_sync.dump import rules
+from dataset_sync.dump.references import References
 from dataset_sync.dump.serialize import RowSerializer
 from dataset_sync.errors import DumpWriteError, InvalidSpecError
 from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
+from dataset_sync.identity import Identities
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
 from dataset_sync.specs import Spec, SpecLike, to_spec
@@ -88,6 +90,8 @@ def dump(
         spec.check_flags()
     scrub = _resolve_rules(resolved, dataset)
     header.rules = scrub.header
+    identities = Identities.of(resolved)
+    header.identities = identities.as_json() or None
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):
@@ -97,6 +101,7 @@ def dump(
             resolved,
             scrub.rules,
             scrub.of_model,
+            identities,
             using,
             mappers or {},
             log,
@@ -166,12 +171,14 @@ def _write(
     specs: list[Spec],
     spec_rules: list[dict[str, rules.Rule]],
     related_rules: Callable[[type[models.Model]], dict[str, rules.Rule]],
+    identities: Identities,
     using: str,
     mappers: dict[str, Mapper],
     log: Log | None,
     on_batch: OnBatch | None,
 ) -> list[int]:
     writer = DumpWriter(stream, header, conf.signing_key())
+    references = References(identities, using, related_rules)
 
     def emit(data: dict[str, Any]) -> None:
         mapper = mappers.get(data["model"])
@@ -181,7 +188,7 @@ def _write(
     for spec, field_rules in zip(specs, spec_rules, strict=True):
         writer.start_spec()
         before = writer.count
-        serializer = RowSerializer(spec.get_model(), using, field_rules, related_rules)
+        serializer = RowSerializer(spec.get_model(), using, field_rules, references)
         for data in serializer.rows(spec.queryset(using), batch_size):
             emit(data)
             if on_batch and (writer.count - before) % batch_size == 0:

@@ -25,7 +25,8 @@ from django.db import connections, models
 from django.utils.encoding import is_protected_type
 
 from dataset_sync.dump.kinds import Constant, Rule
-from dataset_sync.dump.rules import Scrub, scrubber
+from dataset_sync.dump.references import References
+from dataset_sync.identity import Identities
 
 Converter = Callable[[Any], Any]
 
@@ -64,10 +65,6 @@ def _unchanged(field: Any) -> frozenset[type]:
     return _PROTECTED
 
 
-def _uses_natural_key(model: Any) -> bool:
-    return hasattr(model, "natural_key")
-
-
 #: What the rows of a model need after they are read: per field, the index of the value read
 #: for it (None: nothing is read), a step computing the value dumped, and a constant.
 _Step = tuple[int | None, Callable[[Any, Any], Any] | None, Any]
@@ -76,11 +73,12 @@ _Step = tuple[int | None, Callable[[Any, Any], Any] | None, Any]
 class RowSerializer:
     """Serializes the rows of one model, a batch at a time.
 
-    Natural keys of related rows (for foreign keys and many-to-many links to models with a
-    ``natural_key()``, such as content types) are looked up once per batch and cached.
-    ``rules`` maps field names to the data rules that replace their values;
-    ``related_rules(model)`` gives the rules of a related model, whose natural keys are
-    computed from its rows as the rules leave them.
+    Foreign keys and many-to-many links are written as ``references`` names related rows:
+    primary keys, natural keys (content types), or declared identities, looked up once per
+    batch. A row of a model with a declared identity carries it as ``"identity"``, and a
+    generic foreign key's object id is written as the identity of the row it names when that
+    row's model declares one. ``rules`` maps field names to the data rules that replace their
+    values.
     """
 
     def __init__(
@@ -88,7 +86,7 @@ class RowSerializer:
         model: type[models.Model],
         using: str,
         rules: Mapping[str, Rule] | None = None,
-        related_rules: Callable[[type[models.Model]], Mapping[str, Rule]] | None = None,
+        references: References | None = None,
     ) -> None:
         concrete = model._meta.concrete_model
         assert concrete is not None
@@ -108,13 +106,27 @@ class RowSerializer:
         self.selects = self._plan(rules or {})
         self._convert_pk = _plain(self.pk)
         self._pk_unchanged = _unchanged(self.pk)
+        self.references = references or References(Identities({}), using)
         self._converters = [
-            None if self._natural(field) else _plain(field) for field in self.fields
+            None if self._looked_up(field) else _plain(field) for field in self.fields
         ]
         self._unchanged = [_unchanged(field) for field in self.fields]
-        self._natural_keys: dict[type[models.Model], dict[Any, Any]] = {}
-        self._related_rules = related_rules
-        self._scrubbers: dict[type[models.Model], Scrub] = {}
+        self.model = model
+        #: Whether rows carry their identity.
+        self._identified = self.references.identities.identity(model).matched
+        by_name = {field.name: index for index, field in enumerate(self.fields)}
+        # Imported here: this module is imported before the app registry is ready.
+        from django.contrib.contenttypes.fields import GenericForeignKey
+
+        #: (content type field index, object id field index, object id field) per generic
+        #: foreign key whose two fields are serialized.
+        self._generic = [
+            (by_name[gfk.ct_field], by_name[gfk.fk_field], self.fields[by_name[gfk.fk_field]])
+            for gfk in meta.private_fields
+            if isinstance(gfk, GenericForeignKey)
+            and gfk.ct_field in by_name
+            and gfk.fk_field in by_name
+        ]
 
     def _plan(self, rules: Mapping[str, Rule]) -> list[Any]:
         """What the query reads: the key, then per field its column or what its rule reads."""
@@ -156,8 +168,10 @@ class RowSerializer:
             columns.append(values)
         return list(zip(*columns, strict=False))
 
-    def _natural(self, field: Any) -> bool:
-        return field.remote_field is not None and _uses_natural_key(field.related_model)
+    def _looked_up(self, field: Any) -> bool:
+        return field.remote_field is not None and not self.references.written_as_pk(
+            field.related_model
+        )
 
     def rows(self, queryset: models.QuerySet[Any], batch_size: int) -> Iterator[dict[str, Any]]:
         """Serialize the rows of ``queryset`` (ordered by pk), each row once.
@@ -186,6 +200,8 @@ class RowSerializer:
             return
         natural = self._resolve_natural_keys(batch)
         links = self._links([row[0] for row in batch])
+        own = self.references.of(self.model, [row[0] for row in batch]) if self._identified else {}
+        generic = self._generic_identities(batch)
         columns = list(zip(self.fields, self._converters, self._unchanged, strict=True))
         for row in batch:
             fields: dict[str, Any] = {}
@@ -198,34 +214,53 @@ class RowSerializer:
                     fields[field.name] = convert(value)
             for field in self.m2m:
                 fields[field.name] = links[field.name].get(row[0], [])
+            for (_ct, index, field), found in zip(self._generic, generic, strict=True):
+                if (reference := found.get(row[1 + index])) is not None:
+                    fields[field.name] = reference
             pk = row[0] if type(row[0]) in self._pk_unchanged else self._convert_pk(row[0])
-            yield {"model": self.label, "pk": pk, "fields": fields}
+            if self._identified:
+                yield {"model": self.label, "pk": pk, "identity": own[row[0]], "fields": fields}
+            else:
+                yield {"model": self.label, "pk": pk, "fields": fields}
+
+    def _generic_identities(self, batch: list[tuple[Any, ...]]) -> list[dict[Any, Any]]:
+        """Per generic foreign key: object id as read -> the identity of the row it names,
+        for rows of models that declare one."""
+        from django.contrib.contenttypes.models import ContentType
+
+        found: list[dict[Any, Any]] = []
+        types = ContentType.objects.db_manager(self.using)
+        identities = self.references.identities
+        for ct_index, id_index, _field in self._generic:
+            by_type: dict[Any, set[Any]] = {}
+            for row in batch:
+                if row[1 + ct_index] is not None and row[1 + id_index] is not None:
+                    by_type.setdefault(row[1 + ct_index], set()).add(row[1 + id_index])
+            references: dict[Any, Any] = {}
+            for type_id, object_ids in by_type.items():
+                model = types.get_for_id(type_id).model_class()
+                if model is None or not identities.identity(model).matched:
+                    continue
+                pk: Any = model._meta.pk
+                keys = {pk.to_python(object_id): object_id for object_id in object_ids}
+                for key, reference in self.references.of(model, keys).items():
+                    references[keys[key]] = reference
+            found.append(references)
+        return found
 
     def _resolve_natural_keys(self, batch: list[tuple[Any, ...]]) -> dict[str, dict[Any, Any]]:
+        """Per looked-up foreign key: value as read -> the reference written."""
         resolved: dict[str, dict[Any, Any]] = {}
         for index, (field, convert) in enumerate(
             zip(self.fields, self._converters, strict=True), start=1
         ):
             if convert is None:
-                wanted = {row[index] for row in batch if row[index] is not None}
-                resolved[field.attname] = self._natural_keys_of(
-                    field.related_model, field.target_field.attname, wanted
+                resolved[field.attname] = self.references.of(
+                    field.related_model,
+                    {row[index] for row in batch},
+                    field.target_field.attname,
                 )
         return resolved
-
-    def _natural_keys_of(
-        self, model: type[models.Model], attname: str, wanted: set[Any]
-    ) -> dict[Any, Any]:
-        cache = self._natural_keys.setdefault(model, {})
-        if missing := wanted - cache.keys():
-            if model not in self._scrubbers:
-                rules = self._related_rules(model) if self._related_rules else {}
-                self._scrubbers[model] = scrubber(model, rules)
-            scrub = self._scrubbers[model]
-            related = model._base_manager.using(self.using).filter(**{f"{attname}__in": missing})
-            for obj in related:
-                cache[getattr(obj, attname)] = scrub(obj).natural_key()  # type: ignore[attr-defined]
-        return cache
 
     def _links(self, pks: list[Any]) -> dict[str, dict[Any, list[Any]]]:
         """Many-to-many targets per row, in the order Django's serializer lists them."""
@@ -242,11 +277,11 @@ class RowSerializer:
                 .values_list(source, target)
             )
             related = field.related_model
-            if _uses_natural_key(related):
-                keys = self._natural_keys_of(
+            if not self.references.written_as_pk(related):
+                keys = self.references.of(
                     related,
-                    target_field.target_field.attname,
                     {target_pk for _source_pk, target_pk in pairs},
+                    target_field.target_field.attname,
                 )
                 convert: Converter = keys.__getitem__
             else:

@@ -40,9 +40,11 @@ from dataset_sync.load.finish import (
 from dataset_sync.load.guards import DeleteLimit, check_planned_deletions
 from dataset_sync.load.keys import TargetKeys, refuse_sibling_children
 from dataset_sync.load.lock import locked_transaction
+from dataset_sync.load.match import Matcher
 from dataset_sync.load.order import write_order
 from dataset_sync.load.read import DumpSource, VerifiedDump, read, source_name
-from dataset_sync.load.write import Log, Options, TableWriter, correct_placeholders
+from dataset_sync.load.references import ReferenceResolver
+from dataset_sync.load.write import Log, Options, TableWriter, correct_references
 from dataset_sync.progress import OnBatch
 from dataset_sync.report import LoadReport
 
@@ -143,8 +145,11 @@ def _apply(
     connection = connections[using]
     statements = backend(connection)
     chunk = conf.batch_size()
-    keys = TargetKeys(dump.keys, dump.selection)
+    matcher = Matcher(dump.identities, using, statements.max_list, statements.max_or_terms)
+    keys = TargetKeys(dump.keys, dump.selection, dump.identities, matcher)
+    keys.match(dump.objects)
     refuse_sibling_children(keys, using, chunk)
+    resolver = ReferenceResolver(keys, dump.selection, using, chunk)
     order = write_order(dump.objects.spools)
     deferred = DeferredValues()
     deleter = Deleter(dump, keys, using, allow_cascade, report, options.log, chunk)
@@ -152,11 +157,12 @@ def _apply(
     created: list[type[models.Model]] = []
     for model in order:
         label = model._meta.label_lower
-        converter = RowConverter(model, connection, options.ignorenonexistent)
+        converter = RowConverter(model, connection, options.ignorenonexistent, dump.identities)
         writer = writers[model] = TableWriter(
             converter,
             statements,
             keys,
+            resolver,
             dump.selection,
             deferred,
             deleter.delete_if_stale,
@@ -175,9 +181,9 @@ def _apply(
         if options.log:
             count = len(dump.keys[model])
             options.log(f"{label}: {count:,} object{pluralize(count)}")
-    correct_placeholders(keys, writers)
+    correct_references(keys, resolver, writers)
     deleter.delete_missing()
-    deferred.restore(using, keys.target_key)
+    deferred.restore(using)
     check_cascades(order, keys, report, using, chunk)
     for model, writer in writers.items():
         check_references(model, writer.references, using, chunk)

@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import decimal
 import functools
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.base.operations import BaseDatabaseOperations
 
-from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
+from dataset_sync.errors import SchemaMismatchError
+from dataset_sync.identity import PK, Identities
 
 Convert = Callable[[Any], Any]
 
@@ -40,20 +40,39 @@ def describe(model: type[models.Model], pk: Any) -> str:
 
 @dataclass
 class Row:
-    """One dumped object, converted: primary key, column values, many-to-many targets."""
+    """One dumped object, converted: primary key, column values, many-to-many targets.
+
+    A value that names a row by identity or natural key stays a :class:`Reference` until the
+    keys stage resolves it; ``identity`` is the row's own, for a model that declares one.
+    """
 
     pk: Any
     values: dict[str, Any]
     m2m: dict[str, set[Any]]
+    identity: list[Any] | None = None
+    #: Whether the row gets a key from the database (saved as new, or not on the target).
+    new: bool = False
+    #: The primary key in the dump, whatever key the row gets on the target.
+    dumped: Any = None
+
+    def __post_init__(self) -> None:
+        if self.dumped is None:
+            self.dumped = self.pk
 
 
-class _MissingNaturalKeyError(Exception):
-    """A natural key in the dump names no row on the target; convert() adds where it was."""
+class Reference:
+    """A value of a dumped row that names another row by identity or natural key."""
 
-    def __init__(self, related: type[models.Model], key: list[Any]) -> None:
-        super().__init__(related, key)
-        self.related = related
+    __slots__ = ("key", "model")
+
+    def __init__(self, model: type[models.Model] | None, key: list[Any]) -> None:
+        #: The model of the row named; None for a generic foreign key, whose content type
+        #: says it.
+        self.model = model
         self.key = key
+
+    def __repr__(self) -> str:
+        return repr(self.key)
 
 
 #: Stock fields, the type of value that their to_python(), get_prep_value(),
@@ -190,9 +209,21 @@ class RowConverter:
     """How the serialized objects of one model map onto the columns of its own table."""
 
     def __init__(
-        self, model: type[models.Model], connection: BaseDatabaseWrapper, ignorenonexistent: bool
+        self,
+        model: type[models.Model],
+        connection: BaseDatabaseWrapper,
+        ignorenonexistent: bool,
+        identities: Identities | None = None,
     ) -> None:
         meta = model._meta
+        identities = identities or Identities({})
+        #: Related models whose rows the dump names by a list (identity or natural key).
+        self._named = {
+            field.related_model
+            for field in [*meta.local_concrete_fields, *meta.local_many_to_many]
+            if field.remote_field is not None
+            and identities.reference(field.related_model).kind != PK  # type: ignore[arg-type]
+        }
         self.model = model
         self.label = meta.label_lower
         self.connection = connection
@@ -201,6 +232,9 @@ class RowConverter:
         self.pk: models.Field[Any, Any] = meta.pk
         self.fields: dict[str, models.Field[Any, Any]] = {
             field.name: field for field in meta.local_concrete_fields if field is not meta.pk
+        }
+        self.fields_by_attname: dict[str, models.Field[Any, Any]] = {
+            field.attname: field for field in self.fields.values()
         }
         # Relation attributes are loosely typed in django-stubs; these stay Any.
         self.m2m: dict[str, Any] = {
@@ -213,7 +247,13 @@ class RowConverter:
         self.columns = [self.pk_column, *self.by_name.values()]
         #: The attnames of the non-pk columns, in the order existing rows are read.
         self.attnames = tuple(column.attname for column in self.by_name.values())
-        self._natural_keys: dict[tuple[type[models.Model], tuple[Any, ...]], Any] = {}
+        #: Object id fields of generic foreign keys whose content type field is a column too.
+        self.generic = {
+            gfk.fk_field: gfk.ct_field
+            for gfk in meta.private_fields
+            if getattr(gfk, "fk_field", None) in self.fields
+            and getattr(gfk, "ct_field", None) in self.fields
+        }
         # Per many-to-many field: the related model, its key field, and the JSON type that
         # key takes as is.
         self._m2m_targets = {
@@ -266,11 +306,10 @@ class RowConverter:
                         # Inline, for speed: an int straight from JSON may not fit.
                         if type(raw) is int and bounds and not bounds[0] <= raw <= bounds[1]:
                             _check_range(raw, bounds)
-                    elif column.field.remote_field is not None and isinstance(raw, list):
-                        related = column.field.related_model
-                        values[column.attname] = self._natural_key(
-                            related, raw, column.field.target_field.attname
-                        )
+                    elif isinstance(raw, list) and column.field.remote_field is not None:
+                        values[column.attname] = self._reference(column.field.related_model, raw)
+                    elif isinstance(raw, list) and name in self.generic:
+                        values[column.attname] = Reference(None, raw)
                     else:
                         values[column.attname] = column.to_python(raw)
                         _check_range(values[column.attname], column.bounds)
@@ -293,14 +332,7 @@ class RowConverter:
                     f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
                     f" ({exc})."
                 ) from None
-            except _MissingNaturalKeyError as exc:
-                related = exc.related._meta.label_lower
-                raise LoadIntegrityError(
-                    f"{describe(self.model, pk)}: field '{name}' points at the {related} with"
-                    f" natural key {exc.key!r}, which the target does not have. Migrate the"
-                    f" target, or create that {related} there first."
-                ) from None
-        return Row(pk, values, m2m)
+        return Row(pk, values, m2m, data.get("identity"))
 
     def _targets(self, name: str, raw: Any) -> set[Any]:
         if not isinstance(raw, list):
@@ -309,7 +341,7 @@ class RowConverter:
         targets = {
             value
             if type(value) is plain
-            else self._natural_key(related, value, target.attname)
+            else self._reference(related, value)
             if isinstance(value, list)
             else target.to_python(value)
             for value in raw
@@ -321,20 +353,12 @@ class RowConverter:
                     _check_range(value, bounds)
         return targets
 
-    def _natural_key(self, related: type[models.Model], key: list[Any], attname: str) -> Any:
-        cache_key = (related, tuple(json.dumps(part) for part in key))
-        if cache_key not in self._natural_keys:
-            manager = related._default_manager.db_manager(self.connection.alias)
-            if not hasattr(manager, "get_by_natural_key"):
-                raise ValidationError(
-                    f"expected a primary key; {related._meta.label_lower} has no natural keys"
-                )
-            try:
-                obj = manager.get_by_natural_key(*key)
-            except ObjectDoesNotExist:
-                raise _MissingNaturalKeyError(related, key) from None
-            self._natural_keys[cache_key] = getattr(obj, attname)
-        return self._natural_keys[cache_key]
+    def _reference(self, related: type[models.Model], key: list[Any]) -> Reference:
+        if related not in self._named:
+            raise ValidationError(
+                f"expected a primary key; {related._meta.label_lower} has no natural keys"
+            )
+        return Reference(related, key)
 
 
 def from_db(

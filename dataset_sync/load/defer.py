@@ -11,7 +11,6 @@ loading the same dump again still writes nothing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from typing import Any
 
 from django.db import DatabaseError, models, transaction
@@ -29,19 +28,13 @@ class DeferredValues:
 
     def __init__(self) -> None:
         self._values = (f"{get_random_string(20)}-{number}" for number in itertools.count())
-        #: (model, dumped pk) -> {attname: real value}
-        self.pending: dict[tuple[Model, Any], dict[str, Any]] = {}
+        #: (model, row, {attname: real value}); the row's key is its target key by the time
+        #: the values are restored.
+        self.pending: list[tuple[Model, Row, dict[str, Any]]] = []
 
-    def defer(
-        self,
-        rows: list[Row],
-        model: Model,
-        selection: Selection,
-        using: str,
-        needs_new_key: Callable[[Model, Any], bool],
-    ) -> None:
-        """Swap deferred values for throwaway ones; keyed by the dumped primary key."""
-        deferred = {row.pk: selection.spec_for(model, row.pk).defer_values for row in rows}
+    def defer(self, rows: list[Row], model: Model, selection: Selection, using: str) -> None:
+        """Swap deferred values for throwaway ones, once the rows' target keys are known."""
+        deferred = {row.pk: selection.spec_for(model, row.dumped).defer_values for row in rows}
         names = sorted({name for names in deferred.values() for name in names})
         if not names:
             return
@@ -49,27 +42,29 @@ class DeferredValues:
         current = {
             pk: dict(zip(attnames.values(), values, strict=True))
             for pk, *values in model._base_manager.using(using)
-            .filter(pk__in=list(deferred))
+            .filter(pk__in=[row.pk for row in rows if not row.new])
             .values_list("pk", *attnames.values())
         }
         for row in rows:
+            real: dict[str, Any] = {}
             for name in deferred[row.pk]:
                 attname = attnames[name]
                 if attname not in row.values:
                     continue
-                # A row saved as new has no current values: the row under its dumped key
-                # is another one.
-                if not needs_new_key(model, row.pk) and (
+                # A row that gets a new key has no current values.
+                if not row.new and (
                     current.get(row.pk, {}).get(attname, object()) == row.values[attname]
                 ):
                     continue
-                self.pending.setdefault((model, row.pk), {})[attname] = row.values[attname]
+                real[attname] = row.values[attname]
                 row.values[attname] = next(self._values)
+            if real:
+                self.pending.append((model, row, real))
 
-    def restore(self, using: str, target_key: Callable[[Model, Any], Any]) -> None:
+    def restore(self, using: str) -> None:
         """Write the real values, now that the deletions have freed them."""
-        for (model, dumped_pk), values in self.pending.items():
-            pk = target_key(model, dumped_pk)
+        for model, row, values in self.pending:
+            pk = row.pk
             manager = model._base_manager.using(using)
             try:
                 with transaction.atomic(using=using):

@@ -1,20 +1,21 @@
-"""Where each dumped row lands on the target, and how references follow it.
+"""Where each dumped row lands on the target.
 
-A dumped object is written under its own primary key, or, when the spec that selected it
-sets ``save_as_new``, under a new key that the database allocates. A multi-table inheritance
-child whose parent row gets a new key gets that key too. :class:`TargetKeys` knows which
-rows need new keys and, once the write stage has inserted them, maps each dumped key to the
-key on the target; the write stage consults it for every batch and rewrites the foreign keys
-and many-to-many links of every dumped row through it.
+A dumped object is written under its own primary key (the default identity), under the key
+of the target row that has its identity (a model that declares one, see
+:mod:`dataset_sync.identity`), or under a new key that the database allocates: a row with an
+identity the target does not have, or a copy (``save_as_new``). A multi-table inheritance
+child lands where its parent row does. :class:`TargetKeys` knows, per batch, which rows have
+which target key and which need one, and afterwards which target rows the dump wrote; the
+write stage consults it for every batch.
 
-A reference to a new row that is not inserted yet (a cycle, a self reference to a later row)
-is written with the dumped key as a placeholder, since constraints are checked only at the
-end of the load, and corrected once every row is in (:meth:`TargetKeys.placeholders`); such
-links are added then.
+Copies are referenced by their dumped keys in other dumped rows; those references are
+rewritten to the copies' new keys (:meth:`TargetKeys.rewrite`). A reference to a copy not
+inserted yet (a cycle, a self reference to a later row) is written with the dumped key as a
+placeholder, since constraints are checked only at the end of the load, and corrected once
+every row is in (:meth:`TargetKeys.placeholders`).
 
-Also here: what happens to references the target cannot resolve (``ignore_missing_m2m``),
-and the refusal of a multi-table inheritance child whose row the target holds as another
-child.
+Also here: the refusal of a multi-table inheritance child whose row the target holds as
+another child.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from typing import Any
 
 from django.db import models
 
-from dataset_sync.errors import InconsistentModelError, InvalidSpecError
+from dataset_sync.errors import InconsistentModelError, InvalidSpecError, SchemaMismatchError
+from dataset_sync.identity import Identities, root
 from dataset_sync.load.convert import Row, describe
-from dataset_sync.load.spool import Selection
+from dataset_sync.load.match import Matcher, frozen
+from dataset_sync.load.spool import Selection, SpooledObjects
 from dataset_sync.specs import Spec
 
 Model = type[models.Model]
@@ -47,9 +50,9 @@ def parent_row_model(model: Model) -> Model | None:
 class Placeholder:
     """A reference written with a dumped key that was to get a new key not yet known."""
 
-    #: The model and target key of the row holding the reference.
+    #: The row holding the reference (its pk is the row's target key once written).
+    row: Row
     model: Model
-    pk: Any
     #: A foreign key's attname, or a many-to-many field's name (``many``).
     field: str
     many: bool
@@ -59,14 +62,24 @@ class Placeholder:
 
 
 class TargetKeys:
-    """The target key of every dumped row: its own, or one the database allocates."""
+    """The target key of every dumped row: its own, its identity's, or a new one."""
 
-    def __init__(self, dumped: Mapping[Model, set[Any]], selection: Selection) -> None:
+    def __init__(
+        self,
+        dumped: Mapping[Model, set[Any]],
+        selection: Selection,
+        identities: Identities,
+        matcher: Matcher,
+    ) -> None:
         self._dumped = dumped
-        #: Dumped primary keys of the rows inserted under new keys, per model.
+        self.identities = identities
+        self.matcher = matcher
+        #: Dumped primary keys of the rows copied under new keys (save_as_new), per model.
         self.new: dict[Model, set[Any]] = {}
-        #: Dumped key -> target key of those rows, per model, once known.
+        #: Dumped key -> target key of those copies, per model, once known.
         self._keys: dict[Model, dict[Any, Any]] = {}
+        #: Target keys of the rows of models matched by identity, as the load finds them.
+        self._identified: dict[Model, set[Any]] = {}
         self._placeholders: list[Placeholder] = []
         copied = {model for model in dumped if selection.any_spec(model, "save_as_new")}
         # Parents come before their children, whose keys follow their parents'.
@@ -99,21 +112,82 @@ class TargetKeys:
         """The dumped keys of ``model``, whatever key their rows get on the target."""
         return self._dumped.get(model, set())
 
-    def needs_new_key(self, model: Model, pk: Any) -> bool:
-        """Whether the dumped row ``pk`` of ``model`` is inserted under a new key."""
-        return pk in self.new.get(model, ())
+    def identified(self, model: Model) -> bool:
+        """Whether rows of ``model`` are matched by identity rather than by their key."""
+        return self.identities.identity(model).matched
+
+    def match(self, objects: SpooledObjects) -> None:
+        """Find, before anything is written, the target rows that dumped rows of models with
+        an identity are: so that deletions and unique values know them from the start.
+
+        An identity that the dump holds twice, or that a dumped row lacks, is bad input.
+        """
+        for model in objects.spools:
+            if not self.identified(model):
+                continue
+            found = self._identified.setdefault(model, set())
+            for batch in objects.batches(model):
+                identities = [self._identity_of(model, data) for data in batch]
+                matched = self.matcher.resolve(root(model), identities)
+                for identity in identities:
+                    key = matched.get(frozen(identity))
+                    if key is None:
+                        continue
+                    if key in found:
+                        raise SchemaMismatchError(
+                            f"{model._meta.label_lower}: the dump holds identity {identity!r}"
+                            " more than once; dump it again."
+                        )
+                    found.add(key)
+
+    def _identity_of(self, model: Model, data: Mapping[str, Any]) -> list[Any]:
+        identity = data.get("identity")
+        if not isinstance(identity, list):
+            declared = self.identities.identity(model).describe()
+            raise SchemaMismatchError(
+                f"{describe(model, data.get('pk'))}: the row has no identity, but this database"
+                f" matches {model._meta.label_lower} rows by {declared}. Declare the same"
+                " identity where the dump is made, and dump it again."
+            )
+        return identity
+
+    def locate(self, model: Model, rows: list[Row]) -> None:
+        """Give the rows of a model with an identity the keys of their target rows; mark
+        those the target does not have as new."""
+        if not self.identified(model):
+            return
+        identities = [
+            self._identity_of(model, {"pk": row.pk, "identity": row.identity}) for row in rows
+        ]
+        matched = self.matcher.resolve(root(model), identities)
+        found = self._identified.setdefault(model, set())
+        child = parent_row_model(model) is not None
+        for row, identity in zip(rows, identities, strict=True):
+            key = matched.get(frozen(identity))
+            if key is not None:
+                row.pk = key
+                found.add(key)
+            elif child:
+                parent = root(model)._meta.label_lower
+                raise SchemaMismatchError(
+                    f"{describe(model, row.pk)}: identity {identity!r} names no {parent} row,"
+                    f" neither in the dump nor on the target; add {parent} to the dataset."
+                )
+            else:
+                row.new = True
 
     def same_key(self, model: Model) -> set[Any]:
-        """The dumped keys of ``model`` that are written under themselves."""
+        """The target keys of ``model``'s dumped rows known before anything is written: their
+        dumped keys, or the keys of the target rows that have their identities."""
+        if self.identified(model):
+            return self._identified.get(model, set())
         new = self.new.get(model)
         return self.dumped(model) - new if new else self.dumped(model)
 
-    def target_key(self, model: Model, pk: Any) -> Any:
-        """The key that the dumped row ``pk`` of ``model`` has on the target after the load."""
-        return self._keys.get(model, {}).get(pk, pk)
-
     def written(self, model: Model) -> set[Any]:
         """The target keys of the dumped rows of ``model``: what delete_missing keeps."""
+        if self.identified(model):
+            return self._identified.get(model, set())
         dumped = self.dumped(model)
         new = self.new.get(model)
         if not new:
@@ -121,8 +195,11 @@ class TargetKeys:
         return (dumped - new) | set(self._keys[model].values())
 
     def rewrite(self, model: Model, rows: list[Row]) -> None:
-        """Rewrite the references of ``rows`` to rows with new keys; placeholders where those
-        keys are not known yet. A child of a new parent row takes the parent's new key."""
+        """Rewrite the references of ``rows`` to copies; placeholders where the copies' keys
+        are not known yet. A child of a copied parent row takes the parent's new key; the
+        other copies are marked new."""
+        if not self.new:
+            return
         parent = parent_row_model(model)
         relations = [
             (field.attname, target)
@@ -137,6 +214,7 @@ class TargetKeys:
             for target in [_concrete(field.related_model)]
             if target in self.new
         ]
+        copied = self.new.get(model, set())
         for row in rows:
             for attname, target in relations:
                 value = row.values.get(attname)
@@ -146,7 +224,7 @@ class TargetKeys:
                     row.values[attname] = self._keys[target][value]
                 else:
                     self._placeholders.append(
-                        Placeholder(model, row.pk, attname, False, target, value)
+                        Placeholder(row, model, attname, False, target, value)
                     )
             for name, target in links:
                 if name not in row.m2m:
@@ -159,37 +237,35 @@ class TargetKeys:
                         linked.add(self._keys[target][value])
                     else:
                         self._placeholders.append(
-                            Placeholder(model, row.pk, name, True, target, value)
+                            Placeholder(row, model, name, True, target, value)
                         )
                 row.m2m[name] = linked
-            if parent is not None and row.pk in self.new.get(model, ()):
-                # Placeholders above hold the dumped key, which target_key() maps.
-                self._keys[model][row.pk] = row.pk = self._keys[parent][row.pk]
+            if row.pk in copied:
+                if parent is not None:
+                    # Known already: the parent row was copied first.
+                    self._keys[model][row.pk] = row.pk = self._keys[parent][row.pk]
+                else:
+                    row.new = True
 
-    def split(self, model: Model, rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    def split(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
         """``rows`` whose target key is known, and those that need one from the database."""
-        new = self.new.get(model)
-        if not new or parent_row_model(model) is not None:
-            # A new multi-table child's key is its new parent's: rewrite() set it.
-            return rows, []
-        return [row for row in rows if row.pk not in new], [row for row in rows if row.pk in new]
+        return [row for row in rows if not row.new], [row for row in rows if row.new]
 
     def allocated(self, model: Model, rows: list[Row], keys: list[Any]) -> None:
         """Record the keys the database gave ``rows`` (inserted as new), and set them."""
+        found = self._identified.setdefault(model, set()) if self.identified(model) else None
         for row, key in zip(rows, keys, strict=True):
-            self._keys[model][row.pk] = key
-            # Placeholders hold the dumped key, which target_key() maps.
+            if found is not None:
+                found.add(key)
+            else:
+                self._keys[model][row.pk] = key
             row.pk = key
+            row.new = False
 
-    def placeholders(self) -> Iterator[tuple[Placeholder, Any, Any]]:
-        """Every placeholder, with the target key of its row and the value it should hold;
-        once every row is written."""
+    def placeholders(self) -> Iterator[tuple[Placeholder, Any]]:
+        """Every placeholder, with the value it should hold; once every row is written."""
         for placeholder in self._placeholders:
-            yield (
-                placeholder,
-                self.target_key(placeholder.model, placeholder.pk),
-                self._keys[placeholder.target][placeholder.dumped],
-            )
+            yield placeholder, self._keys[placeholder.target][placeholder.dumped]
 
     def delete_filter(self, spec: Spec) -> Spec:
         """``spec`` with the filter values its ``delete_missing`` map names rewritten to the
@@ -223,38 +299,6 @@ def _concrete(model: Any) -> Model:
     return concrete
 
 
-def drop_missing_links(
-    rows: list[Row], model: Model, selection: Selection, keys: TargetKeys, using: str, chunk: int
-) -> set[tuple[str, Any]]:
-    """``ignore_missing_m2m``: keep only links to rows in the dump or on the target.
-
-    Returns (field name, pk) of the links it filtered. Links to rows that exist now but that
-    a ``delete_missing`` spec deletes later go with those rows, through the database's
-    cascade on the link table, so they must not be checked at the end of the load.
-    """
-    lenient: dict[str, list[Row]] = {}
-    for row in rows:
-        for name in selection.spec_for(model, row.pk).ignore_missing_m2m:
-            if name in row.m2m:
-                lenient.setdefault(name, []).append(row)
-    filtered: set[tuple[str, Any]] = set()
-    for name, holders in lenient.items():
-        field: Any = model._meta.get_field(name)
-        related = field.related_model
-        in_dump = keys.dumped(_concrete(related))
-        wanted = list({pk for row in holders for pk in row.m2m[name] if pk not in in_dump})
-        existing: set[Any] = set()
-        manager = related._base_manager.using(using)
-        for start in range(0, len(wanted), chunk):
-            existing.update(
-                manager.filter(pk__in=wanted[start : start + chunk]).values_list("pk", flat=True)
-            )
-        for row in holders:
-            row.m2m[name] = {pk for pk in row.m2m[name] if pk in in_dump or pk in existing}
-            filtered.add((name, row.pk))
-    return filtered
-
-
 def siblings(model: Model) -> list[tuple[Model, Model]]:
     """(parent, child) for the other children of ``model``'s parents, which share its keys."""
     return [
@@ -273,7 +317,8 @@ def refuse_sibling_children(keys: TargetKeys, using: str, chunk: int) -> None:
     an ``Article`` with the same key), writing the dumped child would leave one parent row
     with two children; deleting the other child would delete the shared parent row with it,
     and Django allows a parent with several children, so the loader cannot tell which one is
-    stale. Rows saved as new get fresh keys, and cannot land on another child's row.
+    stale. Copies get fresh keys, and cannot land on another child's row; rows matched by
+    identity land on the keys found for them.
     """
     for model in sorted(keys.models(), key=lambda model: model._meta.label_lower):
         pks = list(keys.same_key(model))

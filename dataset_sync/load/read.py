@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from django.apps import apps
 from django.db import models
 
 from dataset_sync import conf, registry
 from dataset_sync.dump import rules
-from dataset_sync.errors import InvalidSpecError, SchemaMismatchError
+from dataset_sync.errors import IdentityMismatchError, InvalidSpecError, SchemaMismatchError
 from dataset_sync.format import DumpReader, Header, open_input
+from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
 from dataset_sync.specs import Spec
@@ -38,6 +40,7 @@ class VerifiedDump:
     name: str
     header: Header
     specs: list[Spec]
+    identities: Identities
     objects: SpooledObjects
     selection: Selection
 
@@ -85,6 +88,7 @@ def read(
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
         specs = _specs(reader.header, using, trust_dump_specs)
+        identities = _identities(reader.header, specs)
         directory.mkdir()
         spooler = Spooler(directory, specs, using, conf.batch_size())
         try:
@@ -96,7 +100,9 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
-        return VerifiedDump(source_name(source), reader.header, specs, spooler.objects, selection)
+        return VerifiedDump(
+            source_name(source), reader.header, specs, identities, spooler.objects, selection
+        )
     finally:
         if stream is not source:
             if isinstance(stream, io.TextIOWrapper) and str(source) == "-":
@@ -124,3 +130,56 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
             spec.check_filter(using)
     rules.require(header, specs)
     return specs
+
+
+def _identities(header: Header, specs: list[Spec]) -> Identities:
+    """This database's identities, which must be the dump's for every model whose rows the
+    dump holds or names: the dump names rows by them."""
+    identities = Identities.of(specs)
+    ours, theirs = identities.as_json(), header.identities or {}
+    involved = _involved(specs)
+    for label in sorted(set(ours) | set(theirs)):
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue  # a model the target lacks: the objects say so, if there are any
+        if label not in theirs and root(model) not in involved:
+            continue
+        if ours.get(label) != theirs.get(label):
+            raise IdentityMismatchError(
+                f"{label}: the dump recognises rows by {_described(theirs.get(label))}, this"
+                f" database by {_described(ours.get(label))}. Declare the same identity on both"
+                " sides (DATASET_SYNC_IDENTITIES, or the spec's identity), and dump it again."
+            )
+    return identities
+
+
+def _involved(specs: list[Spec]) -> set[type[models.Model]] | _Every:
+    """The base models whose rows the specs' rows are or name; every model when a generic
+    foreign key may name any."""
+    found: set[type[models.Model]] = set()
+    for spec in specs:
+        model = spec.concrete_model()
+        found.add(root(model))
+        for field in [*model._meta.concrete_fields, *model._meta.many_to_many]:
+            if field.is_relation and field.related_model is not None:
+                found.add(root(field.related_model))
+        if any(hasattr(field, "fk_field") for field in model._meta.private_fields):
+            return _EVERY
+    return found
+
+
+class _Every:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_EVERY = _Every()
+
+
+def _described(identity: Any) -> str:
+    if identity is None:
+        return "primary key"
+    if isinstance(identity, list):
+        return f"({', '.join(identity)})"
+    return str(identity).replace("_", " ")

@@ -11,6 +11,7 @@ target holds.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,9 @@ from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.load.backends import Backend
 from dataset_sync.load.convert import Column, Row, RowConverter, describe, from_db
 from dataset_sync.load.defer import DeferredValues
-from dataset_sync.load.keys import TargetKeys, drop_missing_links
+from dataset_sync.load.keys import TargetKeys
+from dataset_sync.load.match import frozen
+from dataset_sync.load.references import KEEP, ReferenceResolver
 from dataset_sync.load.spool import Selection
 from dataset_sync.load.unique import DeleteIfStale, UniqueValues
 from dataset_sync.report import LoadReport
@@ -101,6 +104,7 @@ class TableWriter:
         converter: RowConverter,
         backend: Backend,
         keys: TargetKeys,
+        resolver: ReferenceResolver,
         selection: Selection,
         deferred: DeferredValues,
         delete_if_stale: DeleteIfStale,
@@ -112,6 +116,7 @@ class TableWriter:
         self.backend = backend
         self.using = backend.connection.alias
         self.keys = keys
+        self.resolver = resolver
         self.selection = selection
         self.deferred = deferred
         self.options = options
@@ -125,18 +130,21 @@ class TableWriter:
         # (field name, pk) of links that ignore_missing_m2m filtered to rows that exist; a
         # row deleted later takes such links along, so they are not checked at the end.
         self.unchecked_links: set[tuple[str, Any]] = set()
-        #: Per relation of the model: the values that dumped rows hold and that name no row
+        #: Per relation by primary key: the values that dumped rows hold and that name no row
         #: of the dump, each with the first row holding it, for the final check. Values that
         #: name rows of the dump are left out: this load writes those rows, and a cascade
-        #: that took one fails it. What remains is usually nothing.
+        #: that took one fails it. What remains is usually nothing. References by identity
+        #: or natural key were found on the target as they were resolved.
         self.references: dict[Relation, dict[Any, Any]] = {}
         self._in_dump: dict[Relation, set[Any]] = {}
         relations: list[Any] = [
             field
-            for field in converter.fields.values()
-            if field.remote_field is not None and field.db_constraint  # type: ignore[attr-defined]
+            for field in [*converter.fields.values(), *converter.m2m.values()]
+            if field.remote_field is not None
+            and getattr(field, "db_constraint", True)
+            and keys.identities.reference(field.related_model).kind == "pk"
         ]
-        for relation in [*relations, *converter.m2m.values()]:
+        for relation in relations:
             related = relation.related_model._meta
             self.references[relation] = {}
             self._in_dump[relation] = (
@@ -156,12 +164,18 @@ class TableWriter:
     def write(self, batch: list[dict[str, Any]], report: LoadReport) -> None:
         """Write one batch of dumped objects; count what happened in ``report``."""
         rows = [self.converter.row(data) for data in batch]
-        self._apply_flags(rows)
+        if self.lenient:
+            self.unchecked_links.update(self.resolver.drop_missing_links(self.model, rows))
+        self.resolver.resolve(self.model, rows)
         self._record_references(rows)
-        if self.keys.new:
-            self.keys.rewrite(self.model, rows)
-        rows, new = self.keys.split(self.model, rows)
+        self.keys.locate(self.model, rows)
+        self.keys.rewrite(self.model, rows)
+        if self.deferring:
+            self.deferred.defer(rows, self.model, self.selection, self.using)
+        rows, new = self.keys.split(rows)
         existing = self._existing([row.pk for row in rows])
+        self._keep_current(rows, existing)
+        self._keep_current(new, {})
         unique = self.unique
         try:
             with transaction.atomic(using=self.using):
@@ -184,15 +198,7 @@ class TableWriter:
         for pk in reinserted:
             del unique.vacated[pk]
         self._link(links)
-        for instance, was_created in instances:
-            post_save.send(
-                self.model,
-                instance=instance,
-                created=was_created,
-                raw=True,
-                using=self.using,
-                update_fields=None,
-            )
+        self._post_save(instances)
         if new:
             self._insert_new(new)
             self._link(self._link_changes(new))
@@ -210,19 +216,6 @@ class TableWriter:
             for pk in sorted(updated, key=repr):
                 log(f"updated {describe(self.model, pk)}")
 
-    def _apply_flags(self, rows: list[Row]) -> None:
-        # ignore_missing_m2m and defer_values work on the dumped keys, so they go first.
-        if self.lenient:
-            self.unchecked_links.update(
-                drop_missing_links(
-                    rows, self.model, self.selection, self.keys, self.using, self.chunk
-                )
-            )
-        if self.deferring:
-            self.deferred.defer(
-                rows, self.model, self.selection, self.using, self.keys.needs_new_key
-            )
-
     def _record_references(self, rows: list[Row]) -> None:
         for relation, holders in self.references.items():
             in_dump = self._in_dump[relation]
@@ -236,8 +229,30 @@ class TableWriter:
             attname = relation.attname
             for row in rows:
                 value = row.values.get(attname)
-                if value is not None and value not in in_dump:
+                if value is not None and value is not KEEP and value not in in_dump:
                     holders.setdefault(value, row.pk)
+
+    def _keep_current(self, rows: list[Row], existing: Mapping[Any, tuple[Any, ...]]) -> None:
+        """Fill in the target's current values where a reference keeps them, NULL for rows the
+        target does not have; a field that cannot be NULL is an error then."""
+        attnames = self.converter.attnames
+        for row in rows:
+            for attname, value in row.values.items():
+                if value is not KEEP:
+                    continue
+                current = existing.get(row.pk)
+                if current is not None:
+                    row.values[attname] = current[attnames.index(attname)]
+                elif self.converter.fields_by_attname[attname].null:
+                    row.values[attname] = None
+                else:
+                    field = self.converter.fields_by_attname[attname]
+                    raise LoadIntegrityError(
+                        f"{describe(self.model, row.pk)}: field '{field.name}' names a row that"
+                        " is not on the target yet, and the field cannot be NULL until it is."
+                        " Load that row first (in a dump of its own), or make the field"
+                        " nullable."
+                    )
 
     def _existing(self, pks: Sequence[Any]) -> dict[Any, tuple[Any, ...]]:
         """The rows of ``pks`` that the table holds: pk -> values in ``attnames`` order."""
@@ -253,7 +268,8 @@ class TableWriter:
             values[0]: values[1:] for values in from_db(columns, fetched, self.converter.connection)
         }
 
-    def _insert(self, rows: list[Row]) -> None:
+    def _insert(self, rows: list[Row], with_keys: bool = True) -> None:
+        """Insert ``rows``; without their keys when the database generates them."""
         if not rows:
             return
         columns = self.converter.columns
@@ -268,19 +284,14 @@ class TableWriter:
             if len(values) < len(plan):
                 # Fields the dump does not carry: a vacated row's own, or the defaults.
                 values = {**vacated.get(row.pk, defaults), **values}
-            params.append(
-                [
-                    pk_db(row.pk),
-                    *[
-                        value if type(value) in db_types else to_db(value)
-                        for attname, db_types, to_db in plan
-                        for value in (values[attname],)
-                    ],
-                ]
-            )
-        self.backend.insert(
-            self.model._meta.db_table, [column.column for column in columns], params
-        )
+            converted = [
+                value if type(value) in db_types else to_db(value)
+                for attname, db_types, to_db in plan
+                for value in (values[attname],)
+            ]
+            params.append([pk_db(row.pk), *converted] if with_keys else converted)
+        names = [column.column for column in (columns if with_keys else columns[1:])]
+        self.backend.insert(self.model._meta.db_table, names, params)
 
     def _update(self, rows: list[Row]) -> None:
         groups: dict[tuple[str, ...], list[Row]] = {}
@@ -303,11 +314,18 @@ class TableWriter:
             )
 
     def _insert_new(self, rows: list[Row]) -> None:
-        """Insert rows that get a key from the database (saved as new), and record the keys.
+        """Insert rows that get their key from the target, and record the keys."""
+        if self.keys.identified(self.model):
+            self._allocate(rows)
+        else:
+            self._copy(rows)
 
-        They are saved one by one with ``save_base(raw=True)``, as ``loaddata`` saves: no
-        parents, no ``auto_now``, the dumped values as they are, and ``pre_save`` and
-        ``post_save`` sent with ``raw=True``.
+    def _copy(self, rows: list[Row]) -> None:
+        """Insert copies (``save_as_new``) one by one, as ``loaddata`` saves.
+
+        ``save_base(raw=True)``: no parents, no ``auto_now``, the dumped values as they are,
+        and ``pre_save`` and ``post_save`` sent with ``raw=True``; the database hands out the
+        keys.
         """
         objs = [self.model(**row.values) for row in rows]
         try:
@@ -317,6 +335,48 @@ class TableWriter:
         except DatabaseError as exc:
             raise self.unique.explain_copies(exc, rows) from exc
         self.keys.allocated(self.model, rows, [obj.pk for obj in objs])
+
+    def _allocate(self, rows: list[Row]) -> None:
+        """Insert rows whose identity the target does not have, in bulk, under new keys.
+
+        A key the database generates is read back by the rows' identities, which are unique;
+        a key with a default (a random number, a UUID) is made here.
+        """
+        pk = self.converter.pk
+        generated = getattr(pk, "db_returning", False)
+        if not generated:
+            if not pk.has_default():
+                raise LoadIntegrityError(
+                    f"{self.converter.label}: rows the target does not have need new keys, but"
+                    f" its primary key '{pk.name}' is neither generated by the database nor"
+                    " has a default. Give it a default, or match the model by primary key."
+                )
+            for row in rows:
+                row.pk = pk.get_default()
+        instances = self._pre_save(rows, {row.pk for row in rows}, set())
+        try:
+            with transaction.atomic(using=self.using):
+                self._insert(rows, with_keys=not generated)
+        except (DatabaseError, ArithmeticError) as exc:
+            raise self.unique.explain(exc, rows) from exc
+        if generated:
+            identities = [row.identity or [] for row in rows]
+            found = self.keys.matcher.resolve(self.model, identities)
+            keys = [found.get(frozen(identity)) for identity in identities]
+            if None in keys:
+                identity = identities[keys.index(None)]
+                raise LoadIntegrityError(
+                    f"{self.converter.label}: the row inserted with identity {identity!r} cannot"
+                    " be found by it again; check that the identity fields' collation compares"
+                    " values exactly."
+                )
+        else:
+            keys = [row.pk for row in rows]
+        self.keys.allocated(self.model, rows, keys)
+        if instances:
+            for (instance, _created), key in zip(instances, keys, strict=True):
+                instance.pk = key
+            self._post_save(instances)
 
     def _link_changes(self, rows: list[Row]) -> list[Links]:
         """Per many-to-many field: the links to add and to remove to match the dump's."""
@@ -381,6 +441,17 @@ class TableWriter:
         """Add the links (pk, related pk) of ``pairs`` to the many-to-many field ``name``."""
         self._link([Links(name, add=pairs)])
 
+    def _post_save(self, instances: list[tuple[models.Model, bool]]) -> None:
+        for instance, created in instances:
+            post_save.send(
+                self.model,
+                instance=instance,
+                created=created,
+                raw=True,
+                using=self.using,
+                update_fields=None,
+            )
+
     def _pre_save(
         self, rows: list[Row], created: set[Any], updated: set[Any]
     ) -> list[tuple[models.Model, bool]]:
@@ -402,17 +473,33 @@ class TableWriter:
         return instances
 
 
-def correct_placeholders(keys: TargetKeys, writers: Mapping[Model, TableWriter]) -> None:
-    """Write the new keys where placeholders stand, once every row is in.
+def correct_references(
+    keys: TargetKeys, resolver: ReferenceResolver, writers: Mapping[Model, TableWriter]
+) -> None:
+    """Once every row is in: write the new keys where placeholders stand, the target keys of
+    references to rows written after their holders, and what the spec's policy says for those
+    the target still lacks.
 
     Before the deletions: a placeholder may hold the key of a row they delete.
     """
-    fixes: dict[tuple[Model, str], list[Pair]] = {}
-    links: dict[tuple[Model, str], list[Pair]] = {}
-    for placeholder, pk, value in keys.placeholders():
-        group = links if placeholder.many else fixes
-        group.setdefault((placeholder.model, placeholder.field), []).append((pk, value))
-    for (model, attname), pairs in fixes.items():
+    columns: dict[tuple[Model, str], list[Pair]] = defaultdict(list)
+    links: dict[tuple[Model, str], list[Pair]] = defaultdict(list)
+    for placeholder, value in keys.placeholders():
+        group = links if placeholder.many else columns
+        group[(placeholder.model, placeholder.field)].append((placeholder.row.pk, value))
+    resolved, unresolved = resolver.corrections()
+    for pending, value in resolved:
+        group = links if pending.many else columns
+        group[(pending.model, pending.field)].append((pending.row.pk, value))
+    for pending in unresolved:
+        if pending.policy == "refuse":
+            name = pending.field
+            if not pending.many:
+                name = writers[pending.model].converter.fields_by_attname[name].name
+            raise resolver.missing(pending.model, pending.row.dumped, name, pending.reference)
+        if pending.policy == "set_null":
+            columns[(pending.model, pending.field)].append((pending.row.pk, None))
+    for (model, attname), pairs in columns.items():
         writers[model].set_column(attname, pairs)
     for (model, name), pairs in links.items():
         writers[model].link(name, pairs)
