@@ -18,6 +18,11 @@ dataset_sync.E006  a data rule cannot be applied as declared: its key names no m
 dataset_sync.W001  a text, email, IP, JSON or file field of a dataset's model has no data
                    rule and no keep, so it is dumped as it is
 dataset_sync.E007  the same as W001, with DATASET_SYNC_RULES_STRICT set
+dataset_sync.E008  an identity cannot work as declared: DATASET_SYNC_IDENTITIES names no
+                   installed model or has a value of the wrong shape, identity fields are not
+                   the base model's or no unique constraint covers them, a natural key
+                   identity lacks natural_key() or get_by_natural_key(), or declarations of
+                   one model differ
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from django.core.exceptions import FieldError, ImproperlyConfigured
 from dataset_sync import conf
 from dataset_sync.dump import rules
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
+from dataset_sync.identity import Identities
 from dataset_sync.load.keys import parent_row_model
 from dataset_sync.registry import Dataset, datasets
 from dataset_sync.specs import Spec, to_spec
@@ -47,6 +53,8 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     their dumps refuse personal fields without rules instead).
     """
     errors = _check_rules_settings()
+    project_identities = _check_identities("", [])
+    errors.extend(project_identities)
     for name, dataset in sorted(datasets().items()):
         try:
             raw_specs = list(dataset.specs_function(""))
@@ -68,7 +76,25 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             specs = [to_spec(raw) for raw in raw_specs]
             errors.extend(_check_copies(name, specs))
             errors.extend(_check_rules(name, dataset, specs))
+            if not project_identities:
+                errors.extend(_check_identities(f"Dataset '{name}': ", specs))
     return errors
+
+
+def _check_identities(prefix: str, specs: list[Spec]) -> list[checks.CheckMessage]:
+    """Identities that cannot work: the project's (no specs), or a dataset's with them."""
+    try:
+        Identities.of(specs)
+    except InvalidSpecError as exc:
+        return [
+            checks.Error(
+                f"{prefix}{exc}",
+                hint="Identities are 'natural_key', or fields of the base model that a unique"
+                " constraint covers; every declaration of a model must agree.",
+                id="dataset_sync.E008",
+            )
+        ]
+    return []
 
 
 def _check_rules_settings() -> list[checks.CheckMessage]:

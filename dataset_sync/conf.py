@@ -8,6 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from dataset_sync.errors import InvalidSpecError
+
 
 def datasets_setting() -> str | None:
     """DATASET_SYNC_DATASETS: dotted path to a feincms3-data style ``datasets()`` function."""
@@ -25,8 +27,8 @@ def identities_setting() -> dict[Any, Any]:
     another database: ``"natural_key"``, or a field name or list of field names."""
     value = getattr(settings, "DATASET_SYNC_IDENTITIES", None) or {}
     if not isinstance(value, dict):
-        raise ImproperlyConfigured(
-            "DATASET_SYNC_IDENTITIES must be a dict of model labels to identities."
+        raise InvalidSpecError(
+            f"DATASET_SYNC_IDENTITIES must be a dict of model labels to identities, not {value!r}."
         )
     return value
 

@@ -141,7 +141,12 @@ class Identities:
 def _label(label: Any) -> str:
     if isinstance(label, type) and issubclass(label, models.Model):
         return root(label)._meta.label_lower
-    model = apps.get_model(str(label))
+    try:
+        model = apps.get_model(str(label))
+    except (LookupError, ValueError):
+        raise InvalidSpecError(
+            f"DATASET_SYNC_IDENTITIES names '{label}', which is not an installed model."
+        ) from None
     return root(model)._meta.label_lower
 
 

@@ -265,7 +265,7 @@ class Spec:
         if self.identity is not None:
             identity = Identity.parse(self.identity, f"Spec for {self.model}")
             if problem := check_identity(model, identity):
-                raise InvalidSpecError(f"Spec for {self.model}: {problem}")
+                raise InvalidSpecError(problem)
             if identity.matched and self.save_as_new:
                 raise InvalidSpecError(
                     f"Spec for {self.model}: save_as_new copies rows under new keys, and an"

@@ -317,3 +317,100 @@ def test_malformed_rules_settings(settings):
             " 'people'.",
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("identities", "message"),
+    [
+        (
+            {"testapp.nothing": "slug"},
+            "DATASET_SYNC_IDENTITIES names 'testapp.nothing', which is not an installed model.",
+        ),
+        (
+            {"testapp.choice": "text"},
+            "testapp.choice: identity (text) is not covered by a unique constraint, so several"
+            " rows could have it. Add one (unique=True, unique_together or a UniqueConstraint"
+            " without a condition), or choose other fields.",
+        ),
+        (
+            {"testapp.tag": ["name", 3]},
+            "DATASET_SYNC_IDENTITIES['testapp.tag']: identity ['name', 3] must be 'pk',"
+            " 'natural_key', or a field name or list of field names that a unique constraint"
+            " covers.",
+        ),
+        (
+            ["testapp.tag"],
+            "DATASET_SYNC_IDENTITIES must be a dict of model labels to identities, not"
+            " ['testapp.tag'].",
+        ),
+        (
+            {"testapp.tag": "natural_key"},
+            "testapp.tag: identity natural_key needs Tag.natural_key() and its default"
+            " manager's get_by_natural_key().",
+        ),
+    ],
+)
+def test_identities_of_the_project_that_cannot_work(settings, identities, message):
+    settings.DATASET_SYNC_IDENTITIES = identities
+    assert errors() == [("dataset_sync.E008", message)]
+
+
+@pytest.mark.parametrize(
+    ("specs", "check_id", "message"),
+    [
+        (
+            [{"model": "testapp.novel", "identity": "genre"}],
+            "dataset_sync.E003",
+            "Dataset 'broken': testapp.book: identity field 'genre' is not a field of"
+            " testapp.book's own table.",
+        ),
+        (
+            [{"model": "testapp.tag", "identity": "name", "save_as_new": True}],
+            "dataset_sync.E003",
+            "Dataset 'broken': Spec for testapp.tag: save_as_new copies rows under new keys, and"
+            " an identity matches them with rows on the target; declare one or the other.",
+        ),
+        (
+            [{"model": "testapp.tag", "identity": "name"}, {"model": "testapp.keyword"}],
+            None,
+            None,
+        ),
+        (
+            [
+                {"model": "testapp.tag", "identity": "name"},
+                {"model": "testapp.keyword", "identity": "pk"},
+            ],
+            "dataset_sync.E008",
+            "Dataset 'broken': Spec for testapp.keyword: identity pk differs from (name),"
+            " declared for testapp.tag elsewhere; every declaration of a model must agree.",
+        ),
+        (
+            [{"model": "testapp.book", "identity": "title"}],
+            "dataset_sync.E003",
+            "Dataset 'broken': testapp.book: identity (title) is not covered by a unique"
+            " constraint, so several rows could have it. Add one (unique=True, unique_together"
+            " or a UniqueConstraint without a condition), or choose other fields.",
+        ),
+        (
+            [{"model": "testapp.book", "missing_references": {"title": "keep"}}],
+            "dataset_sync.E003",
+            "Dataset 'broken': Spec for testapp.book: 'missing_references' names 'title',"
+            " which is not a foreign key of testapp.book's own table.",
+        ),
+        (
+            [{"model": "testapp.book", "missing_references": {"publisher": "set_null"}}],
+            "dataset_sync.E003",
+            "Dataset 'broken': Spec for testapp.book: 'missing_references' sets 'publisher' to"
+            " NULL, but the field is not nullable; use 'refuse' or 'keep'.",
+        ),
+        (
+            [{"model": "testapp.book", "missing_references": {"publisher": "ignore"}}],
+            "dataset_sync.E003",
+            "Dataset 'broken': Spec for testapp.book: 'missing_references' must map foreign key"
+            " names to 'refuse', 'set_null', 'keep', not {'publisher': 'ignore'}.",
+        ),
+    ],
+)
+def test_identities_of_a_dataset_that_cannot_work(declare, specs, check_id, message):
+    declare("broken", specs)
+    assert errors() == ([(check_id, message)] if check_id else [])
