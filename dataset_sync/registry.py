@@ -21,6 +21,9 @@ from dataset_sync.specs import Spec, SpecLike, to_spec
 
 SpecsFunction = Callable[[str], Iterable[SpecLike]]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
+#: Called as ``hook(using=..., dataset=..., args=..., report=...)`` once a dump of the dataset
+#: is written, before the load's checks and commit; more keyword arguments may come.
+Hook = Callable[..., Any]
 
 
 @dataclass(frozen=True)
@@ -30,13 +33,17 @@ class Dataset:
     ``rules`` maps ``"app_label.model.field"``, field names or field classes to data rules
     (``dataset_sync.rules``) for the fields of every spec. ``mappers`` maps a model label to
     a function that rewrites each serialized object of that model (``{"model": ..., "pk":
-    ..., "fields": {...}}``) before it is written to the dump, after the rules.
+    ..., "fields": {...}}``) before it is written to the dump, after the rules. ``after_write``
+    are hooks a load of the dataset calls once its rows are written and deleted, before the
+    checks and the commit, in the load's transaction: to repair what lives outside the rows
+    (a tree's child counts, a cache).
     """
 
     name: str
     specs_function: SpecsFunction
     mappers: Mapping[str, Mapper] = field(default_factory=dict)
     rules: Mapping[Any, Any] = field(default_factory=dict)
+    after_write: tuple[Hook, ...] = ()
 
     def specs(self, args: str = "") -> list[Spec]:
         """The specs for ``args``; DatasetArgumentsError when the function rejects them."""
@@ -61,17 +68,20 @@ def register(
     *,
     mappers: Mapping[str, Mapper] | None = None,
     rules: Mapping[Any, Any] | None = None,
+    after_write: Iterable[Hook] = (),
 ) -> Callable[[SpecsFunction], SpecsFunction]:
     """Register the decorated function as the dataset ``name``.
 
     Put registrations in a ``datasets.py`` module of an installed app; those modules are
     imported when a dataset is first looked up, the way ``admin.py`` modules are. ``rules``
-    are the dataset's data rules (see :class:`Dataset`); ``manage.py check`` reports
-    mistakes in them.
+    are the dataset's data rules, ``after_write`` its hooks (see :class:`Dataset`);
+    ``manage.py check`` reports mistakes in them.
     """
 
     def decorator(function: SpecsFunction) -> SpecsFunction:
-        _registered[name] = Dataset(name, function, dict(mappers or {}), rules or {})
+        _registered[name] = Dataset(
+            name, function, dict(mappers or {}), rules or {}, tuple(after_write)
+        )
         return function
 
     return decorator
@@ -108,6 +118,7 @@ def datasets() -> dict[str, Dataset]:
                 declaration["specs"],
                 dict(declaration.get("mappers") or {}),
                 declaration.get("rules") or {},
+                tuple(declaration.get("after_write") or ()),
             )
     return found
 

@@ -8,6 +8,7 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
 - ``keys``: where each dumped row lands on the target, and how references follow it;
 - ``write``: per batch, convert (``convert``), compare and write in bulk;
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
+- the dataset's ``after_write`` hooks, in the same transaction;
 - ``finish``: verify references, cascades and constraints; reset sequences.
 
 ``backends`` holds every SQL statement the stages build, and ``lock`` the load's lock.
@@ -47,6 +48,7 @@ from dataset_sync.load.references import ReferenceResolver
 from dataset_sync.load.write import Log, Options, TableWriter, correct_references
 from dataset_sync.progress import OnBatch
 from dataset_sync.report import LoadReport
+from dataset_sync.signals import load_committed
 
 
 def load(
@@ -128,6 +130,11 @@ def load(
                         max_delete.check(deleted, selected)
                 if dry_run:
                     transaction.set_rollback(True, using=using)
+                else:
+                    transaction.on_commit(
+                        lambda: load_committed.send(LoadReport, using=using, report=report),
+                        using=using,
+                    )
     finally:
         report.duration = time.monotonic() - started
     return report
@@ -184,6 +191,8 @@ def _apply(
     correct_references(keys, resolver, writers)
     deleter.delete_missing()
     deferred.restore(using)
+    for hook in dump.hooks:
+        hook(using=using, dataset=dump.header.dataset, args=dump.header.args, report=report)
     check_cascades(order, keys, report, using, chunk)
     for model, writer in writers.items():
         check_references(model, writer.references, using, chunk)

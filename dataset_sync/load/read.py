@@ -24,6 +24,7 @@ from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
+from dataset_sync.registry import Hook
 from dataset_sync.specs import Spec
 
 DumpSource = str | Path | IO[str]
@@ -43,6 +44,8 @@ class VerifiedDump:
     identities: Identities
     objects: SpooledObjects
     selection: Selection
+    #: The after_write hooks of the dataset this database declares for the dump, if any.
+    hooks: tuple[Hook, ...] = ()
 
     @property
     def keys(self) -> dict[type[models.Model], set[Any]]:
@@ -100,8 +103,15 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
+        declared = registry.datasets().get(reader.header.dataset or "")
         return VerifiedDump(
-            source_name(source), reader.header, specs, identities, spooler.objects, selection
+            source_name(source),
+            reader.header,
+            specs,
+            identities,
+            spooler.objects,
+            selection,
+            declared.after_write if declared else (),
         )
     finally:
         if stream is not source:
