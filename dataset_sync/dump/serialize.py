@@ -201,7 +201,16 @@ class RowSerializer:
         natural = self._resolve_natural_keys(batch)
         links = self._links([row[0] for row in batch])
         own = self.references.of(self.model, [row[0] for row in batch]) if self._identified else {}
-        generic = self._generic_identities(batch)
+        # Generic foreign keys whose object ids name rows by identity in this batch.
+        translated = [
+            (index, field, found)
+            for (_ct, index, field), found in zip(
+                self._generic, self._generic_identities(batch), strict=True
+            )
+            if found
+        ]
+        identified = self._identified
+        label = self.label
         columns = list(zip(self.fields, self._converters, self._unchanged, strict=True))
         for row in batch:
             fields: dict[str, Any] = {}
@@ -214,14 +223,14 @@ class RowSerializer:
                     fields[field.name] = convert(value)
             for field in self.m2m:
                 fields[field.name] = links[field.name].get(row[0], [])
-            for (_ct, index, field), found in zip(self._generic, generic, strict=True):
+            for index, field, found in translated:
                 if (reference := found.get(row[1 + index])) is not None:
                     fields[field.name] = reference
             pk = row[0] if type(row[0]) in self._pk_unchanged else self._convert_pk(row[0])
-            if self._identified:
-                yield {"model": self.label, "pk": pk, "identity": own[row[0]], "fields": fields}
+            if identified:
+                yield {"model": label, "pk": pk, "identity": own[row[0]], "fields": fields}
             else:
-                yield {"model": self.label, "pk": pk, "fields": fields}
+                yield {"model": label, "pk": pk, "fields": fields}
 
     def _generic_identities(self, batch: list[tuple[Any, ...]]) -> list[dict[Any, Any]]:
         """Per generic foreign key: object id as read -> the identity of the row it names,

@@ -38,7 +38,7 @@ def describe(model: type[models.Model], pk: Any) -> str:
     return f"{model._meta.label_lower}(pk={pk!r})"
 
 
-@dataclass
+@dataclass(slots=True)
 class Row:
     """One dumped object, converted: primary key, column values, many-to-many targets.
 
@@ -54,10 +54,6 @@ class Row:
     new: bool = False
     #: The primary key in the dump, whatever key the row gets on the target.
     dumped: Any = None
-
-    def __post_init__(self) -> None:
-        if self.dumped is None:
-            self.dumped = self.pk
 
 
 class Reference:
@@ -217,7 +213,8 @@ class RowConverter:
     ) -> None:
         meta = model._meta
         identities = identities or Identities({})
-        #: Related models whose rows the dump names by a list (identity or natural key).
+        #: Related models whose rows the dump names by a list (identity or natural key); only
+        #: their fields, and generic foreign keys' object ids, can hold a Reference.
         self._named = {
             field.related_model
             for field in [*meta.local_concrete_fields, *meta.local_many_to_many]
@@ -254,6 +251,18 @@ class RowConverter:
             if getattr(gfk, "fk_field", None) in self.fields
             and getattr(gfk, "ct_field", None) in self.fields
         }
+        #: The columns (attnames) and many-to-many fields whose values may name rows by
+        #: identity or natural key, and so need resolving.
+        self.referring = [
+            field.attname
+            for field in self.fields.values()
+            if field.remote_field is not None and field.related_model in self._named
+        ]
+        if identities.as_json():
+            self.referring += [self.fields[name].attname for name in self.generic]
+        self.referring_links = [
+            name for name, field in self.m2m.items() if field.related_model in self._named
+        ]
         # Per many-to-many field: the related model, its key field, and the JSON type that
         # key takes as is.
         self._m2m_targets = {
@@ -332,7 +341,7 @@ class RowConverter:
                     f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
                     f" ({exc})."
                 ) from None
-        return Row(pk, values, m2m, data.get("identity"))
+        return Row(pk, values, m2m, data.get("identity"), False, pk)
 
     def _targets(self, name: str, raw: Any) -> set[Any]:
         if not isinstance(raw, list):

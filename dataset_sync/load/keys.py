@@ -247,8 +247,10 @@ class TargetKeys:
                 else:
                     row.new = True
 
-    def split(self, rows: list[Row]) -> tuple[list[Row], list[Row]]:
+    def split(self, model: Model, rows: list[Row]) -> tuple[list[Row], list[Row]]:
         """``rows`` whose target key is known, and those that need one from the database."""
+        if model not in self.new and not self.identified(model):
+            return rows, []
         return [row for row in rows if not row.new], [row for row in rows if row.new]
 
     def allocated(self, model: Model, rows: list[Row], keys: list[Any]) -> None:

@@ -23,7 +23,7 @@ from django.db import models
 
 from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.identity import NATURAL_KEY
-from dataset_sync.load.convert import Reference, Row, describe
+from dataset_sync.load.convert import Reference, Row, RowConverter, describe
 from dataset_sync.load.keys import TargetKeys
 from dataset_sync.load.match import frozen
 from dataset_sync.load.spool import Selection
@@ -66,35 +66,45 @@ class ReferenceResolver:
         self.using = using
         self.chunk = chunk
         self.pending: list[Pending] = []
+        #: Whether the last batch resolved got a KEEP value.
+        self.kept = False
+        self._policies: dict[Model, set[str]] = {}
 
-    def resolve(self, model: Model, rows: list[Row]) -> None:
-        """Replace the references of ``rows`` by target values, or by what their policy says.
+    def resolve(self, model: Model, rows: list[Row], converter: RowConverter) -> bool:
+        """Replace the references of ``rows`` by target values, or by what their policy says;
+        True when some value is now :data:`KEEP`.
 
-        Also filters links that ``ignore_missing_m2m`` drops. Called before the rows' own
-        keys are looked up, so messages name rows by their dumped keys.
+        Only the columns and links that ``converter`` says may hold references are looked
+        at. Called before the rows' own keys are looked up, so messages name rows by their
+        dumped keys.
         """
-        fields = {field.attname: field for field in model._meta.local_concrete_fields}
+        self.kept = False
+        fields = converter.fields_by_attname
         generic: list[tuple[Row, str]] = []
-        by_field: dict[str, list[Row]] = defaultdict(list)
-        links: dict[str, list[Row]] = defaultdict(list)
-        for row in rows:
-            for attname, value in row.values.items():
+        for attname in converter.referring:
+            holders = []
+            for row in rows:
+                value = row.values.get(attname)
                 if type(value) is Reference:
                     if value.model is None:
                         generic.append((row, attname))
                     else:
-                        by_field[attname].append(row)
-            for name, targets in row.m2m.items():
-                if any(type(target) is Reference for target in targets):
-                    links[name].append(row)
-        for attname, holders in by_field.items():
-            self._foreign_keys(model, fields[attname], holders)
+                        holders.append(row)
+            if holders:
+                self._foreign_keys(model, fields[attname], holders)
         for attname in self._with_policies(model):
             self._checked(model, fields[attname], rows)
         if generic:
             self._generic(model, generic)
-        for name, holders in links.items():
-            self._links(model, name, holders)
+        for name in converter.referring_links:
+            holders = [
+                row
+                for row in rows
+                if any(type(target) is Reference for target in row.m2m.get(name, ()))
+            ]
+            if holders:
+                self._links(model, name, holders)
+        return self.kept
 
     def _policy(self, model: Model, row: Row, name: str) -> str:
         return self.selection.spec_for(model, row.dumped).missing_references.get(name, "refuse")
@@ -102,12 +112,14 @@ class ReferenceResolver:
     def _with_policies(self, model: Model) -> set[str]:
         """Foreign keys (attnames) for which a spec of ``model`` declares a policy other than
         ``refuse``."""
-        return {
-            model._meta.get_field(name).attname  # type: ignore[union-attr]
-            for spec in self.selection.specs_of(model)
-            for name, policy in spec.missing_references.items()
-            if policy != "refuse"
-        }
+        if model not in self._policies:
+            self._policies[model] = {
+                model._meta.get_field(name).attname  # type: ignore[union-attr]
+                for spec in self.selection.specs_of(model)
+                for name, policy in spec.missing_references.items()
+                if policy != "refuse"
+            }
+        return self._policies[model]
 
     def _foreign_keys(self, model: Model, field: Any, rows: list[Row]) -> None:
         related = field.related_model
@@ -133,9 +145,11 @@ class ReferenceResolver:
         if self.keys.dumped(target._meta.concrete_model or target):
             # Perhaps written later in this load: corrected at the end.
             self.pending.append(Pending(row, model, attname, False, reference, policy))
+            self.kept = True
             return KEEP
         if policy == "refuse":
             raise self.missing(model, row.pk, name, reference)
+        self.kept = policy == "keep" or self.kept
         return None if policy == "set_null" else KEEP
 
     def missing(self, model: Model, pk: Any, name: str, reference: Reference) -> LoadIntegrityError:
@@ -186,6 +200,7 @@ class ReferenceResolver:
                 policy = self._policy(model, row, field.name)
                 if policy != "refuse":
                     row.values[field.attname] = None if policy == "set_null" else KEEP
+                    self.kept = policy == "keep" or self.kept
 
     def _generic(self, model: Model, holders: list[tuple[Row, str]]) -> None:
         """Object ids of generic foreign keys, named by the identity of the row they name."""

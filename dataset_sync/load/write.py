@@ -166,16 +166,17 @@ class TableWriter:
         rows = [self.converter.row(data) for data in batch]
         if self.lenient:
             self.unchecked_links.update(self.resolver.drop_missing_links(self.model, rows))
-        self.resolver.resolve(self.model, rows)
+        kept = self.resolver.resolve(self.model, rows, self.converter)
         self._record_references(rows)
         self.keys.locate(self.model, rows)
         self.keys.rewrite(self.model, rows)
         if self.deferring:
             self.deferred.defer(rows, self.model, self.selection, self.using)
-        rows, new = self.keys.split(rows)
+        rows, new = self.keys.split(self.model, rows)
         existing = self._existing([row.pk for row in rows])
-        self._keep_current(rows, existing)
-        self._keep_current(new, {})
+        if kept:
+            self._keep_current(rows, existing)
+            self._keep_current(new, {})
         unique = self.unique
         try:
             with transaction.atomic(using=self.using):
