@@ -53,6 +53,14 @@ PYTHON_RULES = {
 }
 
 
+def identity_specs(args: str) -> list[dict[str, Any]]:
+    """Publishers and books, matched by UUID and slug (DATASET_SYNC_IDENTITIES of testapp)."""
+    return [
+        {"model": "testapp.publisher"},
+        {"model": "testapp.book", "delete_missing": True},
+    ]
+
+
 def datasets() -> dict[str, dict[str, Any]]:
     """FEINCMS3_DATA_DATASETS and DATASET_SYNC_DATASETS point here.
 
@@ -62,4 +70,5 @@ def datasets() -> dict[str, dict[str, Any]]:
         NAME: {"specs": bench_specs},
         "bench-sql-rules": {"specs": bench_specs, "rules": SQL_RULES},
         "bench-python-rules": {"specs": bench_specs, "rules": PYTHON_RULES},
+        "bench-identity": {"specs": identity_specs},
     }

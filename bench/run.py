@@ -41,7 +41,11 @@ AUTHORS, TAGS, CHOICES_PER_QUESTION, TAGS_PER_QUESTION = 50, 200, 5, 2
 DEFAULT_QUESTIONS, QUICK_QUESTIONS, MEMORY_OBJECTS = 20_000, 200, 1_000_000
 
 DUMP, EMPTY, RELOAD, CHANGED = "dump", "load into empty", "reload unchanged", "load 1% changed"
-SCENARIOS = (DUMP, EMPTY, RELOAD, CHANGED)
+#: The same size of data with identity by a unique field, target keys disjoint (bench/identity.py).
+EMPTY_ID, RELOAD_ID = "load into empty, by identity", "reload unchanged, by identity"
+SCENARIOS = (DUMP, EMPTY, RELOAD, EMPTY_ID, RELOAD_ID, CHANGED)
+#: Each identity scenario and the primary-key scenario it is compared with.
+IDENTITY_PAIRS = {EMPTY_ID: EMPTY, RELOAD_ID: RELOAD}
 DATASET_SYNC, DJANGO, FEINCMS3, RAW = (
     "dataset_sync",
     "dumpdata/loaddata",
@@ -64,7 +68,7 @@ SPEED_TARGETS = {
     (CHANGED, FEINCMS3): 15.0,
     (DUMP, DJANGO): 5.0,
 }
-MEMORY_TARGETS_MB = {DUMP: 80, EMPTY: 200}
+MEMORY_TARGETS_MB = {DUMP: 80, EMPTY: 200, EMPTY_ID: 200}
 #: Targets from the data rules issue: the scrubbed dump's time ÷ the plain dump's, at most.
 SCRUB_TARGETS = {SQL_RULES: 1.1, PYTHON_RULES: 2.0}
 
@@ -284,6 +288,21 @@ def report(results: list[Result], versions: dict[str, str], args: argparse.Names
                 limit = MEMORY_TARGETS_MB[result.scenario]
                 verdict = "met" if peak <= limit else "NOT met"
                 lines.append(f"- {result.scenario}: {peak:.0f} MB (target ≤ {limit} MB): {verdict}")
+    identity = [
+        (result, baseline.get((result.database, IDENTITY_PAIRS[result.scenario])))
+        for result in results
+        if result.scenario in IDENTITY_PAIRS and result.walls
+    ]
+    if identity:
+        lines += [
+            "",
+            "Identity by a unique field, target keys disjoint (time ÷ the same scenario by"
+            " primary key):",
+            "",
+        ]
+    for result, base in identity:
+        if base:
+            lines.append(f"- {result.scenario}, {result.database}: {result.median / base:.2f}×")
     scrubbed = [r for r in results if r.tool in SCRUB_TARGETS and r.walls]
     if scrubbed:
         lines += ["", "Dumps with data rules (time ÷ the plain dump's; not asserted):", ""]
@@ -490,11 +509,14 @@ class Bench:
         expected = snapshot("default")
         loads = {tool: functools.partial(self.load, tool, dumps[tool]) for tool in tools}
         self.measure(EMPTY, loads, prepare=lambda: raw.delete_all("target"), expected=expected)
+        if not self.memory:
+            # Every tool leaves the target equal to the source, so each reloads onto the
+            # same state.
+            self.measure(RELOAD, loads, expected=expected)
+            self.check_nothing_written(dumps[DATASET_SYNC], RELOAD)
+        self.run_identity()
         if self.memory:
             return self.results
-        # Every tool leaves the target equal to the source, so each reloads onto the same state.
-        self.measure(RELOAD, loads, expected=expected)
-        self.check_nothing_written(dumps[DATASET_SYNC])
 
         original = raw.extract("default")
         self.log(f"changing the source: {change_source()}")
@@ -513,6 +535,30 @@ class Bench:
         )
         return self.results
 
+    def run_identity(self) -> None:
+        """Load into empty and reload by identity: dataset_sync alone, the others cannot."""
+        from bench import identity
+
+        args = self.args
+        self.log(f"generating {self.objects:,} objects matched by identity on the source")
+        identity.generate(args.questions, AUTHORS, TAGS, CHOICES_PER_QUESTION, TAGS_PER_QUESTION)
+        path = self.workdir / "identity.json"
+        self.tool(manage("dumpdata-spec", identity.NAME, "--output", str(path)))
+        expected = identity.snapshot("default")
+        load = {DATASET_SYNC: functools.partial(self.load, DATASET_SYNC, path)}
+        self.measure(
+            EMPTY_ID, load, prepare=identity.empty_target, expected=expected, of=identity.snapshot
+        )
+        if not identity.disjoint():
+            self.result(EMPTY_ID, DATASET_SYNC).state = "MISMATCH: keys not disjoint"
+        if self.memory:
+            return
+        self.measure(RELOAD_ID, load, expected=expected, of=identity.snapshot)
+        self.check_nothing_written(path, RELOAD_ID)
+
+    def result(self, scenario: str, tool: str) -> Result:
+        return next(r for r in self.results if (r.scenario, r.tool) == (scenario, tool))
+
     def pickle(self, rows: Any, name: str) -> Path:
         path = self.workdir / name
         with path.open("wb") as stream:
@@ -525,6 +571,7 @@ class Bench:
         actions: dict[str, Callable[[], tuple[float, int]]],
         prepare: Callable[[], Any] | None = None,
         expected: Snapshot | None = None,
+        of: Callable[[str], Any] | None = None,
     ) -> None:
         """Run every tool's action in turn, round after round, and check each tool's last
         result against ``expected``.
@@ -552,7 +599,7 @@ class Bench:
                 runs = f"{number}/{self.repeats(tool)}"
                 self.log(f"{scenario}, {tool} {runs}: {wall:.2f} s, {rss / 2**20:.0f} MB")
                 if expected is not None and number == self.repeats(tool):
-                    self.verify(scenario, tool, expected)
+                    self.verify(scenario, tool, expected, of)
 
     def dump(self, tool: str, path: Path) -> tuple[float, int]:
         if tool == DATASET_SYNC:
@@ -599,11 +646,19 @@ class Bench:
             )
         return float(data["wall"]), int(data["rss"])
 
-    def verify(self, scenario: str, tool: str, expected: Snapshot) -> None:
-        result = next(r for r in self.results if (r.scenario, r.tool) == (scenario, tool))
+    def verify(
+        self,
+        scenario: str,
+        tool: str,
+        expected: Snapshot,
+        of: Callable[[str], Any] | None = None,
+    ) -> None:
+        """Compare the target with ``expected``, as ``of`` (the main dataset's ``snapshot``
+        by default) reads it."""
+        result = self.result(scenario, tool)
         if result.state.startswith("FAILED"):
             return
-        differences = compare(expected, snapshot("target"))
+        differences = compare(expected, (of or snapshot)("target"))
         if not differences:
             result.state = result.state or "same as source"
             return
@@ -645,7 +700,7 @@ class Bench:
         else:
             result.state = "every object; no author email left"
 
-    def check_nothing_written(self, path: Path) -> None:
+    def check_nothing_written(self, path: Path, scenario: str) -> None:
         """Load the same dump once more in this process, counting the rows its statements write.
 
         Rows, not statements: on SQLite the load lock is a DELETE that matches no row.
@@ -654,7 +709,7 @@ class Bench:
 
         from dataset_sync import load
 
-        result = next(r for r in self.results if (r.scenario, r.tool) == (RELOAD, DATASET_SYNC))
+        result = self.result(scenario, DATASET_SYNC)
         if result.state != "same as source":
             return
         output = (self.workdir / "dataset-sync.out").read_text()
@@ -666,7 +721,9 @@ class Bench:
             result = execute(sql, params, many, context)
             verb = sql.lstrip().split(None, 1)[0].upper()
             # An unknown count (-1) counts as a write.
-            if verb in {"INSERT", "UPDATE", "DELETE", "REPLACE"} and context["cursor"].rowcount:
+            # COPY: PostgreSQL's inserts.
+            writes_rows = verb in {"INSERT", "UPDATE", "DELETE", "REPLACE", "COPY"}
+            if writes_rows and context["cursor"].rowcount:
                 writes[verb] += max(context["cursor"].rowcount, 1)
             return result
 
