@@ -28,11 +28,14 @@ PRESS = uuid.UUID("11111111-1111-4111-8111-111111111111")
 OTHER = uuid.UUID("22222222-2222-4222-8222-222222222222")
 
 
-def make_books(using="default"):
-    """A publisher with books, a novel, a sequel, links and tags; keys as the database gives."""
+def make_books(using="default", first_key=None):
+    """A publisher with books, a novel, a sequel, links and tags; keys as the database gives,
+    but ``first_key`` for the first book."""
     press = Publisher.objects.using(using).create(uuid=PRESS, name="Press")
     python = Tag.objects.using(using).create(name="python")
-    first = Book.objects.using(using).create(slug="first", title="First", publisher=press)
+    first = Book.objects.using(using).create(
+        pk=first_key, slug="first", title="First", publisher=press
+    )
     second = Novel.objects.using(using).create(
         slug="second", title="Second", publisher=press, genre="crime"
     )
@@ -44,7 +47,7 @@ def make_books(using="default"):
 
 
 def shift_keys(using="target", by=7):
-    """Make the target hand out other keys than the source: rows of its own come first."""
+    """Books of stage editors, under keys the target's sequence hands out."""
     press = Publisher.objects.using(using).create(uuid=OTHER, name="Stage press")
     for number in range(by):
         Book.objects.using(using).create(slug=f"stage-{number}", title="Stage", publisher=press)
@@ -76,10 +79,10 @@ def by_identity(using):
 
 
 def test_rows_are_matched_by_identity_when_keys_diverge(tmp_path):
-    make_books()
     stage_press = shift_keys()
-    # A stage editor's book whose key is the source's first book's key.
-    first_key = Book.objects.get(slug="first").pk
+    # The source's first book has the key of a stage editor's book.
+    first_key = Book.objects.using("target").get(slug="stage-3").pk
+    make_books(first_key=first_key)
     stage_books = dict(
         Book.objects.using("target").filter(publisher=stage_press).values_list("pk", "slug")
     )
@@ -141,12 +144,14 @@ def test_delete_missing_compares_identities(tmp_path):
     stage_press = shift_keys()
     load(copy(tmp_path, f"books:{PRESS}", "first.json"), using="target")
     Novel.objects.filter(slug="second").delete()
+    stage_books = list(Book.objects.using("target").filter(publisher=stage_press).values_list())
 
     report = load(copy(tmp_path, f"books:{PRESS}", "second.json"), using="target")
 
     assert by_identity("target") == by_identity("default")
     assert not Book.objects.using("target").filter(slug="second").exists()
-    assert Book.objects.using("target").filter(publisher=stage_press).count() == 7
+    after = list(Book.objects.using("target").filter(publisher=stage_press).values_list())
+    assert after == stage_books
     assert report.counts["testapp.book"].deleted == 1
     assert report.counts["testapp.novel"].deleted == 1
 
@@ -359,4 +364,47 @@ def test_an_identity_held_twice_is_refused(tmp_path):
         f"{path}: testapp.publisher: the dump holds identity ['{PRESS}'] more than once; dump"
         " it again.",
         rows("target"),
+    )
+
+
+def test_a_reference_to_a_row_the_load_deletes_is_refused(tmp_path):
+    """Found by the property test: a link by identity to a book the target holds in the
+    dataset, which the source holds outside it, so the load deletes it."""
+    press = make_books()
+    elsewhere = Publisher.objects.create(uuid=OTHER, name="Elsewhere")
+    moved = Book.objects.create(slug="moved", title="Moved", publisher=elsewhere)
+    Book.objects.get(slug="first").see_also.add(moved)
+    target_press = Publisher.objects.using("target").create(uuid=press.uuid, name="Press")
+    Book.objects.using("target").create(slug="moved", title="Moved", publisher=target_press)
+    path = copy(tmp_path, f"books:{PRESS}")
+    before = rows("target")
+
+    with pytest.raises(LoadIntegrityError) as excinfo:
+        load(path, using="target")
+
+    first = Book.objects.get(slug="first").pk
+    moved_here = Book.objects.using("target").get(slug="moved").pk
+    assert str(excinfo.value) == (
+        f"{path}: testapp.book(pk={first}): field 'see_also' points at"
+        f" testapp.book(pk={moved_here}), which is neither in the dump nor in the target"
+        " database. Add testapp.book to the dataset or create the row on the target first."
+    )
+    assert rows("target") == before
+
+
+def test_a_child_the_source_no_longer_has_goes_and_its_parent_row_stays(tmp_path):
+    """A novel on the target that the source now holds as a plain book: the novel's row is
+    deleted, the book's stays as the dump wrote it."""
+    make_books()
+    load(copy(tmp_path, f"books:{PRESS}", "first.json"), using="target")
+    Novel.objects.get(slug="second").delete(keep_parents=True)
+    Book.objects.filter(slug="second").update(title="Second, no longer a novel")
+
+    report = load(copy(tmp_path, f"books:{PRESS}", "second.json"), using="target")
+
+    assert by_identity("target") == by_identity("default")
+    assert Book.objects.using("target").get(slug="second").title == "Second, no longer a novel"
+    assert (report.counts["testapp.novel"].deleted, report.counts["testapp.book"].deleted) == (
+        1,
+        0,
     )

@@ -66,10 +66,10 @@ class References:
         attname = attname or model._meta.pk.attname
         cache = self._cache.setdefault(model, {})
         wanted = {key for key in keys if key is not None}
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
         missing = [key for key in wanted if (attname, key) not in cache]
         if missing:
-            if len(cache) > _CACHE_LIMIT:
-                cache.clear()
             identity = self.identities.reference(model)
             if identity.kind == PK:
                 return {key: key for key in wanted}

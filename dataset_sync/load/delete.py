@@ -107,11 +107,21 @@ class Deleter:
             parent._meta.label_lower: self._count_stale(parent, pks)
             for parent in model._meta.get_parent_list()
         }
-        queryset = model._base_manager.using(self.using).filter(pk__in=pks)
+        manager = model._base_manager.using(self.using)
+        queryset = manager.filter(pk__in=pks)
+        # A child whose parent row the dump holds (the source has the object, but no longer as
+        # this kind of child) goes alone; the parent row stays, as the dump wrote it.
+        parents = model._meta.get_parent_list()
+        written = self.keys.written(parents[-1]) if parents else set()
+        kept = [pk for pk in pks if pk in written]
         # What QuerySet.delete() does, with a look at the collected rows before deleting.
         collector = Collector(using=self.using, origin=queryset)
         try:
-            collector.collect(queryset)
+            if kept:
+                collector.collect(manager.filter(pk__in=kept), keep_parents=True)
+            others = [pk for pk in pks if pk not in written]
+            if others:
+                collector.collect(manager.filter(pk__in=others))
         except (ProtectedError, RestrictedError) as exc:
             blocking = sorted({f"{obj._meta.label_lower}(pk={obj.pk!r})" for obj in exc.args[1]})
             raise DeletionProtectedError(

@@ -187,7 +187,8 @@ class TargetKeys:
     def written(self, model: Model) -> set[Any]:
         """The target keys of the dumped rows of ``model``: what delete_missing keeps."""
         if self.identified(model):
-            return self._identified.get(model, set())
+            # The set itself, which grows as rows are written: callers may keep it.
+            return self._identified.setdefault(model, set())
         dumped = self.dumped(model)
         new = self.new.get(model)
         if not new:

@@ -28,9 +28,12 @@ _CACHE_LIMIT = 50_000
 
 
 def frozen(value: Any) -> Hashable:
-    """A reference as read from JSON (nested lists) in a form that can be a dict key."""
+    """A reference as read from JSON (nested lists, and objects in a damaged dump) in a form
+    that can be a dict key."""
     if isinstance(value, list):
         return tuple(frozen(part) for part in value)
+    if isinstance(value, dict):
+        return ("{}", tuple(sorted((str(key), frozen(part)) for key, part in value.items())))
     return value  # type: ignore[no-any-return]
 
 

@@ -130,28 +130,31 @@ class TableWriter:
         # (field name, pk) of links that ignore_missing_m2m filtered to rows that exist; a
         # row deleted later takes such links along, so they are not checked at the end.
         self.unchecked_links: set[tuple[str, Any]] = set()
-        #: Per relation by primary key: the values that dumped rows hold and that name no row
-        #: of the dump, each with the first row holding it, for the final check. Values that
-        #: name rows of the dump are left out: this load writes those rows, and a cascade
-        #: that took one fails it. What remains is usually nothing. References by identity
-        #: or natural key were found on the target as they were resolved.
+        #: Per relation: the values that dumped rows hold and that name no row of the dump,
+        #: each with the first row holding it, for the final check (after the deletions: a
+        #: row found on the target may be one that the load deletes). Values that name rows
+        #: of the dump are left out: this load writes those rows, and a cascade that took
+        #: one fails it. What remains is usually nothing.
         self.references: dict[Relation, dict[Any, Any]] = {}
         self._in_dump: dict[Relation, set[Any]] = {}
         relations: list[Any] = [
             field
             for field in [*converter.fields.values(), *converter.m2m.values()]
-            if field.remote_field is not None
-            and getattr(field, "db_constraint", True)
-            and keys.identities.reference(field.related_model).kind == "pk"
+            if field.remote_field is not None and getattr(field, "db_constraint", True)
         ]
         for relation in relations:
             related = relation.related_model._meta
             self.references[relation] = {}
-            self._in_dump[relation] = (
-                keys.dumped(related.concrete_model)
-                if relation.target_field == related.pk
-                else set()
-            )
+            if relation.target_field != related.pk:
+                self._in_dump[relation] = set()
+            elif keys.identified(related.concrete_model):
+                # The target keys of the dumped rows written so far: parents come first.
+                self._in_dump[relation] = keys.written(related.concrete_model)
+            elif keys.identities.reference(related.model).kind == "pk":
+                self._in_dump[relation] = keys.dumped(related.concrete_model)
+            else:
+                # References by natural key: resolved to rows found on the target.
+                del self.references[relation]
         self._link_columns = {
             name: (
                 Column(through._meta.get_field(m2m.m2m_field_name()), converter.connection),
