@@ -22,7 +22,7 @@ from dataset_sync.errors import (
     SchemaMismatchError,
     UnknownDatasetError,
 )
-from testapp.models import Author, Category, Comment, Node, Question, Tag
+from testapp.models import Author, Category, Comment, Node, Question, Review, Tag
 
 from .conftest import WHEN, copy, make_source, rows, run
 
@@ -441,3 +441,50 @@ def test_arguments_the_dataset_rejects(tmp_path):
         run("dumpdata-spec", "authors:x", "-o", str(tmp_path / "d.json"))
     assert (str(excinfo.value), excinfo.value.returncode) == (message, 4)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_unique_value_the_dump_holds_twice(tmp_path, fails):
+    """Only a dump of a source that changed while it was read holds a value twice."""
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.tag"}],
+        [
+            {"model": "testapp.tag", "pk": 1, "fields": {"name": "python"}},
+            {"model": "testapp.tag", "pk": 2, "fields": {"name": "python"}},
+        ],
+    )
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.tag(pk=2): field 'name' value 'python' would duplicate"
+        " testapp.tag(pk=1), which the dump holds with the same value; the source changed"
+        " while it was dumped. Dump it again.",
+        rows("target"),
+        trusted=True,
+    )
+
+
+def test_a_unique_together_clash_names_both_fields(tmp_path, fails):
+    author = Author.objects.using("target").create(pk=1, name="a", email="a@example.com")
+    question = Question.objects.using("target").create(pk=1, author=author, text="q", pub_date=WHEN)
+    clash = Review.objects.using("target").create(pk=9, question=question, author=author, rating=3)
+    path = write_document(
+        tmp_path,
+        [{"model": "testapp.review"}],
+        [
+            {
+                "model": "testapp.review",
+                "pk": 5,
+                "fields": {"question": 1, "author": 1, "rating": 4},
+            }
+        ],
+    )
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.review(pk=5): fields 'question', 'author' values (1, 1) would"
+        f" duplicate testapp.review(pk={clash.pk}), which is not in the dump. Add that row to"
+        " the dataset with delete_missing, or change it on the target.",
+        rows("target"),
+        trusted=True,
+    )

@@ -408,3 +408,133 @@ def test_a_child_the_source_no_longer_has_goes_and_its_parent_row_stays(tmp_path
         1,
         0,
     )
+
+
+@pytest.mark.parametrize(
+    "book_identity",
+    [
+        pytest.param(["slug", "publisher"], id="with-a-reference-matched-by-identity"),
+        pytest.param(["slug", "editor"], id="with-a-reference-matched-by-key"),
+    ],
+)
+def test_an_identity_of_several_fields_one_of_them_a_reference(tmp_path, book_identity):
+    identities = {"testapp.publisher": "uuid", "testapp.book": book_identity}
+    with override_settings(DATASET_SYNC_IDENTITIES=identities):
+        make_books()
+        shift_keys()
+        # The target holds the first book under a key of its own.
+        press = Publisher.objects.using("target").create(uuid=PRESS, name="Press")
+        mine = Book.objects.using("target").create(slug="first", title="Old", publisher=press)
+        path = copy(tmp_path, f"books:{PRESS}")
+
+        report = load(path, using="target")
+        statements = Statements()
+        with connections["target"].execute_wrapper(statements):
+            again = load(path, using="target")
+
+    assert by_identity("target") == by_identity("default")
+    assert Book.objects.using("target").get(slug="first").pk == mine.pk
+    counts = report.counts["testapp.book"]
+    assert (counts.created, counts.updated) == (1, 1)
+    assert statements.writes() == []
+    assert not again.changed
+
+
+def test_an_identity_with_the_wrong_number_of_values_is_refused(tmp_path):
+    path = hand_made(
+        tmp_path,
+        [
+            {
+                "model": "testapp.publisher",
+                "pk": 5,
+                "identity": [str(PRESS), "extra"],
+                "fields": {"uuid": str(PRESS), "name": "P"},
+            }
+        ],
+    )
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.publisher: identity ['{PRESS}', 'extra'] does not have the 1 value(s)"
+        " of (uuid) this database declares.",
+        rows("target"),
+    )
+
+
+def test_an_identity_its_field_cannot_hold_is_refused(tmp_path):
+    path = hand_made(
+        tmp_path,
+        [
+            {
+                "model": "testapp.publisher",
+                "pk": 5,
+                "identity": ["not a uuid"],
+                "fields": {"uuid": str(PRESS), "name": "P"},
+            }
+        ],
+    )
+    refused(
+        path,
+        SchemaMismatchError,
+        f"{path}: testapp.publisher: identity ['not a uuid']: field 'uuid' cannot hold"
+        " 'not a uuid'.",
+        rows("target"),
+    )
+
+
+@override_settings(DATASET_SYNC_IDENTITIES={"testapp.person": ["phone", "nickname"]})
+def test_an_identity_that_names_several_target_rows_is_refused(tmp_path, restore_registry):
+    """A unique constraint does not cover NULL: two rows without a phone share the
+    identity (None, "kim"), so it cannot say which one a dumped row is."""
+    from testapp.models import Person
+
+    restore_registry("kims")(lambda args: [Spec("testapp.person")])
+    Person.objects.create(name="Kim", email="kim@example.com", nickname="kim")
+    kept = [
+        Person.objects.using("target").create(name="Kim", email=f"{n}@example.com", nickname="kim")
+        for n in ("one", "two")
+    ]
+    path = copy(tmp_path, "kims")
+    before = rows("target")
+
+    with pytest.raises(SchemaMismatchError) as excinfo:
+        load(path, using="target")
+
+    one, two = (f"testapp.person(pk='{person.pk}')" for person in kept)
+    assert str(excinfo.value) in {
+        f"{path}: testapp.person: identity [None, 'kim'] names {first} and {second} on the"
+        " target; an identity must name one row."
+        for first, second in ((one, two), (two, one))
+    }
+    assert rows("target") == before
+
+
+def test_a_natural_key_that_cannot_be_looked_up_is_refused(tmp_path):
+    path = tmp_path / "hand-made.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "specs": [{"model": "testapp.person"}],
+                "objects": [
+                    {
+                        "model": "testapp.person",
+                        "pk": str(PRESS),
+                        "fields": {
+                            "name": "Kim",
+                            "email": "kim@example.com",
+                            "account": ["kim", "extra"],
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    before = rows("target")
+    with pytest.raises(SchemaMismatchError) as excinfo:
+        load(path, using="target", trust_dump_specs=True)
+    assert str(excinfo.value) == (
+        f"{path}: auth.user: natural key ['kim', 'extra'] cannot be looked up"
+        " (BaseUserManager.get_by_natural_key() takes 2 positional arguments but 3 were given)."
+    )
+    assert rows("target") == before

@@ -180,6 +180,7 @@ def _apply(
         done = 0
         for batch in dump.objects.batches(model):
             writer.write(batch, report)
+            correct_references(keys, resolver, writers, final=False)
             done += len(batch)
             if on_batch:
                 on_batch(label, done)
@@ -188,7 +189,7 @@ def _apply(
         if options.log:
             count = len(dump.keys[model])
             options.log(f"{label}: {count:,} object{pluralize(count)}")
-    correct_references(keys, resolver, writers)
+    correct_references(keys, resolver, writers, final=True)
     deleter.delete_missing()
     deferred.restore(using)
     for hook in dump.hooks:

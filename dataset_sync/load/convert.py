@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +35,9 @@ Convert = Callable[[Any], Any]
 
 
 def describe(model: type[models.Model], pk: Any) -> str:
-    """How messages name a row: ``app.model(pk=42)``."""
+    """How messages name a row: ``app.model(pk=42)``, a UUID key as the dump writes it."""
+    if isinstance(pk, uuid.UUID):
+        pk = str(pk)
     return f"{model._meta.label_lower}(pk={pk!r})"
 
 

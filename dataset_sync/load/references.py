@@ -4,9 +4,10 @@ A foreign key, a many-to-many link or a generic foreign key's object id that nam
 identity or natural key (a :class:`~dataset_sync.load.convert.Reference`) is looked up on the
 target, a batch at a time (``match.py``). A reference that names a row of the dump not
 written yet (a cycle, a self reference) is written for now with the target's current value
-and corrected at the end of the load. A reference that names a row neither in the dump nor
-on the target follows its spec's ``missing_references`` policy: ``refuse`` (the default),
-``set_null``, or ``keep`` the target's current value; for links, ``ignore_missing_m2m``.
+and corrected after the batch that writes the row it names, or at the end of the load. A
+reference that names a row neither in the dump nor on the target follows its spec's
+``missing_references`` policy: ``refuse`` (the default), ``set_null``, or ``keep`` the
+target's current value; for links, ``ignore_missing_m2m``.
 
 References by primary key are checked at the end of the load (``finish.py``), except for
 foreign keys with a policy, which are checked here, a batch at a time.
@@ -22,7 +23,7 @@ from typing import Any
 from django.db import models
 
 from dataset_sync.errors import LoadIntegrityError
-from dataset_sync.identity import NATURAL_KEY
+from dataset_sync.identity import NATURAL_KEY, root
 from dataset_sync.load.convert import Reference, Row, RowConverter, describe
 from dataset_sync.load.keys import TargetKeys
 from dataset_sync.load.match import frozen
@@ -42,12 +43,22 @@ class _Keep:
 KEEP: Any = _Keep()
 
 
-@dataclass
+@dataclass(slots=True)
+class Holder:
+    """What correcting a reference needs of the row that holds it, once that row is written:
+    keeping the whole row until the end of the load would hold every row of a self
+    referencing model in memory."""
+
+    pk: Any
+    dumped: Any
+
+
+@dataclass(slots=True)
 class Pending:
     """A reference to a row of the dump that was not on the target when its holder was
-    written; corrected at the end of the load."""
+    written; corrected once that row is written, or at the end of the load."""
 
-    row: Row
+    row: Row | Holder
     model: Model
     #: A foreign key's attname, or a many-to-many field's name (``many``).
     field: str
@@ -65,7 +76,12 @@ class ReferenceResolver:
         self.selection = selection
         self.using = using
         self.chunk = chunk
-        self.pending: list[Pending] = []
+        #: Pending references by the (base model, identity or natural key) they name.
+        self._waiting: dict[tuple[Model, Hashable], list[Pending]] = defaultdict(list)
+        #: Pending references whose rows are now written, to be corrected after the batch.
+        self._ready: list[Pending] = []
+        #: Pending references of the batch being written, still holding their rows.
+        self._fresh: list[Pending] = []
         #: Whether the last batch resolved got a KEEP value.
         self.kept = False
         self._policies: dict[Model, set[str]] = {}
@@ -143,8 +159,8 @@ class ReferenceResolver:
         target = reference.model
         assert target is not None
         if self.keys.dumped(target._meta.concrete_model or target):
-            # Perhaps written later in this load: corrected at the end.
-            self.pending.append(Pending(row, model, attname, False, reference, policy))
+            # Perhaps written later in this load: corrected once it is.
+            self._wait(Pending(row, model, attname, False, reference, policy))
             self.kept = True
             return KEEP
         if policy == "refuse":
@@ -263,7 +279,7 @@ class ReferenceResolver:
                     targets.add(key)
                 elif in_dump:
                     policy = "drop" if lenient else "refuse"
-                    self.pending.append(Pending(row, model, name, True, target, policy))
+                    self._wait(Pending(row, model, name, True, target, policy))
                 elif not lenient:
                     raise self.missing(model, row.pk, name, target)
             row.m2m[name] = targets
@@ -308,13 +324,50 @@ class ReferenceResolver:
                 filtered.add((name, row.pk))
         return filtered
 
-    def corrections(self) -> tuple[list[tuple[Pending, Any]], list[Pending]]:
-        """Once every row is written: the pending references the target now has (each with
-        its value), and those it still lacks."""
+    def _wait(self, pending: Pending) -> None:
+        target = pending.reference.model
+        assert target is not None
+        self._waiting[(root(target), frozen(pending.reference.key))].append(pending)
+        self._fresh.append(pending)
+
+    def written(self, model: Model, rows: list[Row]) -> None:
+        """After a batch of ``model``'s rows is written: the references pending on those rows
+        are ready to be corrected, and the references the batch left pending keep only their
+        holders' keys."""
+        if self._waiting:
+            base = root(model)
+            for row in rows:
+                if row.identity is not None:
+                    ready = self._waiting.pop((base, frozen(row.identity)), None)
+                    if ready:
+                        self._ready.extend(ready)
+        for pending in self._fresh:
+            pending.row = Holder(pending.row.pk, pending.row.dumped)
+        self._fresh.clear()
+
+    def corrections(self, final: bool) -> tuple[list[tuple[Pending, Any]], list[Pending]]:
+        """The pending references the target now has (each with its value), and those it still
+        lacks: after a batch, of the references to the rows it wrote; once every row is
+        written (``final``), of them all."""
+        group = self._ready
+        self._ready = []
+        if final:
+            group.extend(pending for waiting in self._waiting.values() for pending in waiting)
+            self._waiting.clear()
+        resolved, unresolved = self._look_up(group)
+        if not final:
+            # Not found although its row was written: left for the end of the load.
+            for pending in unresolved:
+                self._wait(pending)
+            self._fresh.clear()
+            unresolved = []
+        return resolved, unresolved
+
+    def _look_up(self, pendings: list[Pending]) -> tuple[list[tuple[Pending, Any]], list[Pending]]:
         resolved: list[tuple[Pending, Any]] = []
         unresolved: list[Pending] = []
         groups: dict[tuple[Model, str, bool], list[Pending]] = defaultdict(list)
-        for pending in self.pending:
+        for pending in pendings:
             target = pending.reference.model
             assert target is not None
             if pending.many:

@@ -207,6 +207,7 @@ class TableWriter:
             self._insert_new(new)
             self._link(self._link_changes(new))
             created += new
+        self.resolver.written(self.model, [*rows, *new])
         label = self.converter.label
         report.add(
             label,
@@ -478,20 +479,25 @@ class TableWriter:
 
 
 def correct_references(
-    keys: TargetKeys, resolver: ReferenceResolver, writers: Mapping[Model, TableWriter]
+    keys: TargetKeys,
+    resolver: ReferenceResolver,
+    writers: Mapping[Model, TableWriter],
+    final: bool,
 ) -> None:
-    """Once every row is in: write the new keys where placeholders stand, the target keys of
-    references to rows written after their holders, and what the spec's policy says for those
-    the target still lacks.
+    """Write the target keys of references to rows written after their holders: after each
+    batch, of those to the rows it wrote, so that memory holds no more than the references
+    still waiting; once every row is in (``final``), the rest, the new keys where placeholders
+    stand, and what the spec's policy says for references the target still lacks.
 
     Before the deletions: a placeholder may hold the key of a row they delete.
     """
     columns: dict[tuple[Model, str], list[Pair]] = defaultdict(list)
     links: dict[tuple[Model, str], list[Pair]] = defaultdict(list)
-    for placeholder, value in keys.placeholders():
-        group = links if placeholder.many else columns
-        group[(placeholder.model, placeholder.field)].append((placeholder.row.pk, value))
-    resolved, unresolved = resolver.corrections()
+    if final:
+        for placeholder, value in keys.placeholders():
+            group = links if placeholder.many else columns
+            group[(placeholder.model, placeholder.field)].append((placeholder.row.pk, value))
+    resolved, unresolved = resolver.corrections(final)
     for pending, value in resolved:
         group = links if pending.many else columns
         group[(pending.model, pending.field)].append((pending.row.pk, value))
