@@ -488,3 +488,62 @@ def test_a_unique_together_clash_names_both_fields(tmp_path, fails):
         rows("target"),
         trusted=True,
     )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        pytest.param(
+            '"format": "dataset_sync"',
+            '"format": "fixtures"',
+            "not a dump: unknown format 'fixtures'.",
+            id="format",
+        ),
+        pytest.param(
+            '"rules": {}',
+            '"rules": {"testapp.author": ["name"]}',
+            "the header's 'rules' must map models to fields to rule names. Dump it again.",
+            id="rules",
+        ),
+        pytest.param(
+            '"identities": {',
+            '"identities": {"testapp.tag": "name", ',
+            "the header's 'identities' must map models to 'natural_key' or a list of field"
+            " names. Dump it again.",
+            id="identities",
+        ),
+    ],
+)
+def test_header_of_the_wrong_shape_is_refused(
+    tmp_path, target_with_rows, good_dump, fails, old, new, message
+):
+    assert old in good_dump[0]
+    path = write(tmp_path, [good_dump[0].replace(old, new, 1), *good_dump[1:]])
+    fails(path, DumpFormatError, f"{path}: {message}", target_with_rows)
+
+
+def test_header_that_is_not_json_is_refused(tmp_path, target_with_rows, good_dump, fails):
+    path = write(tmp_path, [good_dump[0].replace('"version": ', '"version" '), *good_dump[1:]])
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: line 1 is not a valid header (Expecting ':' delimiter: line 1 column 38"
+        " (char 37)).",
+        target_with_rows,
+    )
+
+
+def test_trailer_whose_spec_counts_do_not_add_up_is_refused(
+    tmp_path, target_with_rows, good_dump, fails
+):
+    trailer = good_dump[-1]
+    assert '"spec_counts": [' in trailer
+    path = write(
+        tmp_path, [*good_dump[:-1], trailer.replace('"spec_counts": [', '"spec_counts": [7, ')]
+    )
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: the trailer's spec_counts do not add up to its count.",
+        target_with_rows,
+    )
