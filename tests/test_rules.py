@@ -477,6 +477,21 @@ def test_feincms3_data_dump_specs_of_objects_applies_the_rules():
             " name, nor 'app_label.model.field', nor a field class.",
         ),
         (
+            {"born": rules.unique_email()},
+            "Dataset 'broken': testapp.person.born: rule 'unique_email' (the dataset's"
+            " rules['born']) cannot apply: only text fields can hold the values it makes.",
+        ),
+        (
+            {"born": "hashed"},
+            "Dataset 'broken': testapp.person.born: rule 'hashed' (the dataset's rules['born'])"
+            " cannot apply: only text fields can hold a hash.",
+        ),
+        (
+            {"born": rules.fake("text")},
+            "Dataset 'broken': testapp.person.born: rule 'fake:text' (the dataset's"
+            " rules['born']) cannot apply: only text fields can hold text.",
+        ),
+        (
             {"name": 42},
             "Dataset 'broken': the dataset's rules['name'] must be a rule, a rule name or a"
             " function, not 42.",
