@@ -538,3 +538,22 @@ def test_a_natural_key_that_cannot_be_looked_up_is_refused(tmp_path):
         " (BaseUserManager.get_by_natural_key() takes 2 positional arguments but 3 were given)."
     )
     assert rows("target") == before
+
+
+def test_a_child_whose_parent_row_is_nowhere_is_refused(tmp_path, restore_registry):
+    """A novel is its book's row: without the book in the dump or on the target, it cannot
+    land anywhere."""
+    restore_registry("novels")(lambda args: [Spec("testapp.novel")])
+    make_books()
+    path = copy(tmp_path, "novels")
+    dumped = Novel.objects.get().pk
+    before = rows("target")
+
+    with pytest.raises(SchemaMismatchError) as excinfo:
+        load(path, using="target")
+
+    assert str(excinfo.value) == (
+        f"{path}: testapp.novel(pk={dumped}): identity ['second'] names no testapp.book row,"
+        " neither in the dump nor on the target; add testapp.book to the dataset."
+    )
+    assert rows("target") == before
