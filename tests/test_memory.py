@@ -12,7 +12,6 @@ import tracemalloc
 from decimal import Decimal
 
 import pytest
-
 from django.db import models
 
 from dataset_sync import Spec, dump, load
