@@ -31,7 +31,13 @@ def frozen(value: Any) -> Hashable:
     """A reference as read from JSON (nested lists, and objects in a damaged dump) in a form
     that can be a dict key."""
     if isinstance(value, list):
-        return tuple(frozen(part) for part in value)
+        # Most identities are lists of plain values: one tuple, hashed in C.
+        simple = tuple(value)
+        try:
+            hash(simple)
+        except TypeError:
+            return tuple(frozen(part) for part in value)
+        return simple
     if isinstance(value, dict):
         return ("{}", tuple(sorted((str(key), frozen(part)) for key, part in value.items())))
     return value  # type: ignore[no-any-return]
