@@ -9,6 +9,7 @@ import json
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
+from django.db import connections
 from django.db.models.signals import post_save, pre_save
 
 from dataset_sync import Spec, dump, load
@@ -404,3 +405,33 @@ def test_load_leaves_the_garbage_collector_running_even_when_it_fails(tmp_path):
     with pytest.raises(DumpFormatError):
         load(tmp_path / "missing.json", using="target")
     assert gc.isenabled()
+
+
+def raise_sequence(model, using, value):
+    """Move the target's key sequence of ``model`` up, as a team does to keep its own rows'
+    keys clear of the source's."""
+    connection = connections[using]
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [table, value])
+        elif connection.vendor == "mysql":
+            cursor.execute(
+                f"ALTER TABLE {connection.ops.quote_name(table)} AUTO_INCREMENT = {value}"
+            )
+        else:
+            cursor.execute("DELETE FROM sqlite_sequence WHERE name = %s", [table])
+            cursor.execute(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES (%s, %s)", [table, value]
+            )
+
+
+def test_sequences_are_never_lowered(tmp_path):
+    Tag.objects.create(pk=5, name="from the source")
+    raise_sequence(Tag, "target", 1_000_000)
+
+    report = load(copy(tmp_path, "everything"), using="target")
+    created = Tag.objects.using("target").create(name="stage's own")
+
+    assert report.counts["testapp.tag"].created == 1
+    assert created.pk >= 1_000_000

@@ -95,7 +95,11 @@ class Backend:
         ]
 
     def reset_sequences(self, models_: Sequence[type[models.Model]]) -> None:
-        """Move the sequences of ``models_`` past their largest primary keys."""
+        """Move the sequences of ``models_`` past their largest primary keys, never lower.
+
+        SQLite's and MariaDB's counters move past an inserted key by themselves, and never
+        back; Django has no statements for them.
+        """
         with self.connection.cursor() as cursor:
             for sql in self.connection.ops.sequence_reset_sql(no_style(), list(models_)):
                 cursor.execute(sql)
@@ -157,6 +161,24 @@ class PostgreSQL(Backend):
             for wrapper in reversed(self.connection.execute_wrappers):
                 executor = functools.partial(wrapper, executor)
             executor(sql, rows, True, {"connection": self.connection, "cursor": cursor})
+
+    def reset_sequences(self, models_: Sequence[type[models.Model]]) -> None:
+        # Django's statements set a sequence to the largest key, which lowers one that the
+        # target moved up on purpose (to keep its own rows' keys clear of the source's).
+        with self.connection.cursor() as cursor:
+            for model in models_:
+                pk: Any = model._meta.pk
+                table, column = model._meta.db_table, self.quote(pk.column)
+                cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, pk.column])
+                (sequence,) = cursor.fetchone()
+                if sequence is None:
+                    continue  # not a serial or identity column
+                # ">=": a sequence never used yet hands out its last_value next.
+                cursor.execute(
+                    f"SELECT setval(%s, MAX({column})) FROM {self.quote(table)}"
+                    f" HAVING MAX({column}) >= (SELECT last_value FROM {sequence})",
+                    [sequence],
+                )
 
     def in_list(self, column: str, values: Sequence[Any]) -> list[tuple[str, list[Any]]]:
         if not self.psycopg3:
