@@ -135,9 +135,9 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
                 f"{exc} Migrate the target or remove the model from the dataset."
             ) from exc
         spec.check_flags()
-        if spec.delete_missing:
-            # The loader runs these filters to find rows to delete; try them first.
-            spec.check_filter(using)
+        # The loader runs every filter: the delete stage to find the rows to delete, the
+        # guards to tell a cascade into the dataset from one out of it. Try them first.
+        spec.check_filter(using)
     rules.require(header, specs)
     return specs
 
