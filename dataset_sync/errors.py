@@ -43,6 +43,11 @@ class DumpWriteError(DatasetSyncError):
     """The dump cannot be written where it was asked to go (no such directory, no permission)."""
 
 
+class SpoolError(DatasetSyncError):
+    """The loader cannot keep a dump's objects on disk while it loads (a full disk, the file
+    size limit)."""
+
+
 class DumpFormatError(DatasetSyncError):
     """The dump is malformed, truncated, of an unknown version, or fails its digest."""
 

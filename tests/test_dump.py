@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from io import StringIO
 
 import pytest
@@ -111,6 +112,22 @@ def test_dump_to_a_missing_directory_names_the_path(tmp_path):
         f"{path}: cannot write the dump (No such file or directory). Check that the directory"
         " exists and is writable."
     )
+
+
+def test_dump_to_a_stream_that_fails_part_way_is_one_line():
+    """A closed pipe, or stdout redirected to a full disk: an OSError while writing."""
+    make_source()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = open(write_end, "w", buffering=1)  # noqa: SIM115 - its closing fails too
+    with pytest.raises(DumpWriteError) as excinfo:
+        dump("authors:1", output=stream)
+    assert str(excinfo.value) == (
+        "the output: cannot write the dump (Broken pipe). Check where the output goes (a full"
+        " disk, a closed pipe) and dump it again."
+    )
+    with pytest.raises(BrokenPipeError):
+        stream.close()
 
 
 def test_specs_naming_an_unknown_model_are_refused(tmp_path):

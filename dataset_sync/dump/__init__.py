@@ -145,8 +145,19 @@ def _snapshot(using: str) -> Iterator[None]:
 
 @contextmanager
 def _opened(output: str | Path | Writable) -> Iterator[Writable]:
+    """Where the dump goes; DumpWriteError when it cannot be written there, also part-way
+    (a full disk, the file size limit, a closed pipe), which leaves no file behind."""
     if not isinstance(output, (str, Path)):
-        yield output
+        try:
+            yield output
+        except OSError as exc:
+            # sys.stdout is named "<stdout>"; a stream opened on a file descriptor by its number.
+            name = getattr(output, "name", None)
+            name = name if isinstance(name, str) else "the output"
+            raise DumpWriteError(
+                f"{name}: cannot write the dump ({exc.strerror or exc}). Check where the output"
+                " goes (a full disk, a closed pipe) and dump it again."
+            ) from exc
         return
     path = Path(output)
     partial = path.with_name(f".{path.name}.partial{path.suffix}")
@@ -158,9 +169,15 @@ def _opened(output: str | Path | Writable) -> Iterator[Writable]:
                 f"{path}: cannot write the dump ({exc.strerror}). Check that the directory"
                 " exists and is writable."
             ) from exc
-        with opened as stream:
-            yield stream
-        os.replace(partial, path)
+        try:
+            with opened as stream:
+                yield stream
+            os.replace(partial, path)
+        except OSError as exc:
+            raise DumpWriteError(
+                f"{path}: cannot write the dump ({exc.strerror}); nothing was left behind. Free"
+                " space on its disk or lift the file size limit, and dump it again."
+            ) from exc
     finally:
         partial.unlink(missing_ok=True)
 

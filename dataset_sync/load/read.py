@@ -99,6 +99,7 @@ def read(
                 spooler.add(batch)
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)
+            spooler.objects.flush()
         except BaseException:
             spooler.objects.close()
             raise
