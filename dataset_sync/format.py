@@ -152,13 +152,13 @@ def _refuse_lone_surrogates(data: Any, where: str) -> None:
     )
 
 
-def open_output(path: str | Path) -> IO[str]:
-    """A text stream writing ``path``, compressed when its extension asks for it."""
-    path = Path(path)
-    opener = _COMPRESSORS.get(path.suffix)
+def open_output(file: IO[bytes], name: str | Path) -> IO[str]:
+    """A text stream writing into ``file``, compressed when the extension of ``name`` asks for
+    it. The compressors leave ``file`` open when they close: the caller closes it."""
+    opener = _COMPRESSORS.get(Path(name).suffix)
     if opener is not None:
-        return opener(path, "wt", encoding="utf-8")  # type: ignore[operator,no-any-return]
-    return open(path, "w", encoding="utf-8")
+        return opener(file, "wt", encoding="utf-8")  # type: ignore[operator,no-any-return]
+    return io.TextIOWrapper(file, encoding="utf-8")
 
 
 def open_input(path: str) -> IO[str]:
