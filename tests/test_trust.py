@@ -138,6 +138,46 @@ def test_filter_keys_that_are_not_lookups_are_refused_even_when_trusted(tmp_path
     assert rows("target") == before
 
 
+RUNAWAY = "^(a+)+$"
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("testapp.tag", "name__regex"),
+        ("testapp.choice", "question__text__iregex"),
+        ("testapp.tag", "name__lower__regex"),
+    ],
+)
+def test_a_regular_expression_in_a_trusted_dumps_filter_is_refused_before_it_runs(
+    tmp_path, refused, model, key
+):
+    """Even without delete_missing: every filter is run before the load, and ^(a+)+$ on a
+    long enough value never ends (on SQLite in Python, beyond any statement timeout)."""
+    Tag.objects.using("target").create(name="a" * 40 + "!")
+    path = tmp_path / "hostile.json"
+    spec = {"model": model, "filter": {"pk__gt": 0, key: RUNAWAY}}
+    path.write_text(json.dumps({"version": 1, "specs": [spec], "objects": []}))
+    refused(
+        path,
+        f"{path}: Spec for {model}: the filter uses {key}; this database runs no regular"
+        " expression from a dump, since one such as ^(a+)+$ runs for ever. Declare the dataset"
+        " here and load without --trust-dump-specs.",
+        trusted=True,
+    )
+
+
+def test_a_regular_expression_the_target_declares_itself_is_used(tmp_path, restore_registry):
+    restore_registry("py-tags")(
+        lambda args: [Spec("testapp.tag", filter={"name__regex": "^py"}, delete_missing=True)]
+    )
+    Tag.objects.create(pk=7, name="python")
+    Tag.objects.using("target").create(pk=50, name="pypy")
+    Tag.objects.using("target").create(pk=51, name="django")
+    load(copy(tmp_path, "py-tags"), using="target")
+    assert rows("target")["testapp.tag"] == [(7, "python"), (51, "django")]
+
+
 # Signing
 
 

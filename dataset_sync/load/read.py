@@ -19,7 +19,12 @@ from django.db import models
 
 from dataset_sync import conf, registry
 from dataset_sync.dump import rules
-from dataset_sync.errors import IdentityMismatchError, InvalidSpecError, SchemaMismatchError
+from dataset_sync.errors import (
+    IdentityMismatchError,
+    InvalidSpecError,
+    SchemaMismatchError,
+    UntrustedDumpError,
+)
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
@@ -136,6 +141,13 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
                 f"{exc} Migrate the target or remove the model from the dataset."
             ) from exc
         spec.check_flags()
+        if trust_dump_specs and (runaway := spec.runaway_lookups()):
+            # Before check_filter(), which would run it.
+            raise UntrustedDumpError(
+                f"Spec for {spec.model}: the filter uses {', '.join(runaway)}; this database runs"
+                " no regular expression from a dump, since one such as ^(a+)+$ runs for ever."
+                " Declare the dataset here and load without --trust-dump-specs."
+            )
         # The loader runs every filter: the delete stage to find the rows to delete, the
         # guards to tell a cascade into the dataset from one out of it. Try them first.
         spec.check_filter(using)
