@@ -91,6 +91,11 @@ class UnscrubbedDumpError(UntrustedDumpError):
     """The dump was not written with the data rules this database requires for its dataset."""
 
 
+class StaleDumpError(RefusedError):
+    """The dump was made longer ago than this database accepts (``--max-age``,
+    DATASET_SYNC_MAX_AGE), or does not say when it was made."""
+
+
 class DeletionGuardError(RefusedError):
     """The load would delete more rows than allowed, or cascade to rows outside the dataset."""
 

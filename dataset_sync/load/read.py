@@ -9,6 +9,7 @@ edited or foreign file is refused before anything is written or locked.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import IO, Any
 
 from django.apps import apps
 from django.db import models
+from django.utils import timezone
 
 from dataset_sync import conf, registry
 from dataset_sync.dump import rules
@@ -23,6 +25,7 @@ from dataset_sync.errors import (
     IdentityMismatchError,
     InvalidSpecError,
     SchemaMismatchError,
+    StaleDumpError,
     UntrustedDumpError,
 )
 from dataset_sync.format import DumpReader, Header, open_input
@@ -87,14 +90,18 @@ def read(
     using: str,
     trust_dump_specs: bool,
     on_batch: OnBatch | None,
+    max_age: float | None = None,
 ) -> VerifiedDump:
     """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
 
-    Errors do not name the dump; the caller adds its name once (``in_file()``).
+    ``max_age`` refuses a dump made more than that many seconds ago. Errors do not name the
+    dump; the caller adds its name once (``in_file()``).
     """
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
+        if max_age is not None:
+            _check_age(reader.header, max_age)
         specs = _specs(reader.header, using, trust_dump_specs)
         identities = _identities(reader.header, specs)
         directory.mkdir()
@@ -126,6 +133,28 @@ def read(
                 stream.detach()
             else:
                 stream.close()
+
+
+def _check_age(header: Header, max_age: float) -> None:
+    """Refuse a dump made more than ``max_age`` seconds ago, so that an old dump cannot be
+    loaded again and again. The time is the dump's word; with a signing key the signature,
+    checked once the whole file is read, covers it, so it cannot be moved forward."""
+    try:
+        created = dt.datetime.fromisoformat(header.created or "")
+    except ValueError:
+        raise StaleDumpError(
+            f"the dump does not say when it was made, and this database loads only dumps made"
+            f" in the last {max_age:g} seconds (--max-age, DATASET_SYNC_MAX_AGE). Dump it again."
+        ) from None
+    if created.tzinfo is None:
+        # Written with USE_TZ = False: the source's local time.
+        created = timezone.make_aware(created, timezone.get_default_timezone())
+    if dt.datetime.now(dt.timezone.utc) - created > dt.timedelta(seconds=max_age):
+        raise StaleDumpError(
+            f"the dump was made at {header.created}, more than {max_age:g} seconds ago, and"
+            " this database loads only dumps made since (--max-age, DATASET_SYNC_MAX_AGE)."
+            " Dump it again."
+        )
 
 
 def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
