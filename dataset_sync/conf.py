@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 from typing import Any
 
@@ -42,6 +44,23 @@ def signing_key() -> str | None:
         "DATASET_SYNC_SIGNING_KEY"
     )
     return str(value) if value else None
+
+
+def max_age() -> float | None:
+    """DATASET_SYNC_MAX_AGE: seconds (or a timedelta); the loader refuses dumps made longer ago.
+
+    None, the default, accepts dumps of any age. Only a signed dump's time is more than its word.
+    """
+    value = getattr(settings, "DATASET_SYNC_MAX_AGE", None)
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        value = value.total_seconds()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
+        return float(value)
+    raise ImproperlyConfigured(
+        f"DATASET_SYNC_MAX_AGE must be a number of seconds or a timedelta, not {value!r}."
+    )
 
 
 def rules_setting() -> Any:

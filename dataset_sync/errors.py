@@ -43,6 +43,11 @@ class DumpWriteError(DatasetSyncError):
     """The dump cannot be written where it was asked to go (no such directory, no permission)."""
 
 
+class SpoolError(DatasetSyncError):
+    """The loader cannot keep a dump's objects on disk while it loads (a full disk, the file
+    size limit)."""
+
+
 class DumpFormatError(DatasetSyncError):
     """The dump is malformed, truncated, of an unknown version, or fails its digest."""
 
@@ -84,6 +89,11 @@ class UntrustedDumpError(RefusedError):
 
 class UnscrubbedDumpError(UntrustedDumpError):
     """The dump was not written with the data rules this database requires for its dataset."""
+
+
+class StaleDumpError(RefusedError):
+    """The dump was made longer ago than this database accepts (``--max-age``,
+    DATASET_SYNC_MAX_AGE), or does not say when it was made."""
 
 
 class DeletionGuardError(RefusedError):

@@ -26,7 +26,9 @@ import itertools
 import json
 import json.encoder
 import lzma
+import re
 import sys
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +47,13 @@ _TRAILER_OPEN = "], "
 _COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 #: How each compressed format starts, for stdin, which has no file name to go by.
 _MAGIC = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}
+#: What reading a damaged or cut-off file raises: gzip and xz raise their own errors for
+#: corrupted compressed data, bz2 an OSError.
+_READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
+#: A JSON escape of a UTF-16 surrogate. json.loads() turns a pair into one character but
+#: keeps a lone one, which no database can store; text read as UTF-8 cannot hold one, so
+#: only text with such an escape needs a closer look.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class Writable(Protocol):
@@ -93,13 +102,63 @@ def encode_object(obj: dict[str, Any]) -> str:
     return _ENCODER.encode(obj)
 
 
-def open_output(path: str | Path) -> IO[str]:
-    """A text stream writing ``path``, compressed when its extension asks for it."""
-    path = Path(path)
-    opener = _COMPRESSORS.get(path.suffix)
+def _decode(text: str, where: str) -> Any:
+    """``json.loads(text)``; DumpFormatError naming ``where`` for valid JSON that Python cannot
+    read: an integer of more digits than it converts (``sys.get_int_max_str_digits()``), or
+    arrays and objects nested deeper than its recursion limit. No dump holds either."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except RecursionError:
+        reason = "arrays or objects are nested too deeply"
+    except ValueError:
+        reason = "a number has more digits than Python reads"
+    raise DumpFormatError(
+        f"{where} cannot be read: {reason}; the file was damaged or edited. Dump it again."
+    )
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether ``value`` holds a string that is not text: a lone UTF-16 surrogate."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _refuse_lone_surrogates(data: Any, where: str) -> None:
+    """DumpFormatError when ``data`` (an object, or a header or trailer) holds a lone
+    surrogate, naming ``where`` it is and, for an object, the object and its field.
+
+    Called only for text with a surrogate escape in it, so rows do not pay for it.
+    """
+    if not _lone_surrogate(data):
+        return
+    if (
+        isinstance(data, dict)
+        and isinstance(data.get("fields"), dict)
+        and not _lone_surrogate([data.get("model"), data.get("pk")])
+    ):
+        where += f": {data.get('model')}(pk={data.get('pk')!r})"
+        for name, value in data["fields"].items():
+            if not _lone_surrogate(name) and _lone_surrogate(value):
+                where += f": field '{name}'"
+                break
+    raise DumpFormatError(
+        f"{where} holds a lone surrogate escape (\\ud800 to \\udfff without its pair), which"
+        " is not text; the file was damaged or edited. Dump it again."
+    )
+
+
+def open_output(file: IO[bytes], name: str | Path) -> IO[str]:
+    """A text stream writing into ``file``, compressed when the extension of ``name`` asks for
+    it. The compressors leave ``file`` open when they close: the caller closes it."""
+    opener = _COMPRESSORS.get(Path(name).suffix)
     if opener is not None:
-        return opener(path, "wt", encoding="utf-8")  # type: ignore[operator,no-any-return]
-    return open(path, "w", encoding="utf-8")
+        return opener(file, "wt", encoding="utf-8")  # type: ignore[operator,no-any-return]
+    return io.TextIOWrapper(file, encoding="utf-8")
 
 
 def open_input(path: str) -> IO[str]:
@@ -221,8 +280,10 @@ class DumpReader:
             raise self._error(
                 "not a dump: the file is not UTF-8 text. Pass a file written by dumpdata-spec."
             ) from None
-        except (OSError, EOFError) as exc:
-            raise self._error(f"cannot be read ({exc}). Dump it again.") from exc
+        except _READ_ERRORS as exc:
+            raise self._error(
+                f"cannot be read ({exc}); the file is truncated or corrupted. Dump it again."
+            ) from exc
         if not first:
             raise self._error("the file is empty; the dump failed or was cut off. Dump it again.")
         #: Objects per spec, in spec order; known once :meth:`batches` has been read to the end.
@@ -239,24 +300,32 @@ class DumpReader:
 
     def _parse_header(self, line: str) -> Header:
         try:
-            data = json.loads(line.rstrip("\n")[: -len(_OBJECTS_OPEN)] + "}")
+            data = _decode(line.rstrip("\n")[: -len(_OBJECTS_OPEN)] + "}", "line 1")
         except json.JSONDecodeError as exc:
             raise self._error(f"line 1 is not a valid header ({exc}).") from exc
+        if _SURROGATE_ESCAPE.search(line):
+            _refuse_lone_surrogates(data, "line 1: the header")
         return self._header_of(data)
 
     def _parse_whole(self, first: str) -> dict[str, Any]:
         # Not our line layout: a feincms3-data dump, or one of ours reformatted by a tool.
         try:
-            data = json.loads(first + self._stream.read())
+            text = first + self._stream.read()
+            data = _decode(text, "the file")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise self._error(
                 f"not a dump: the file is not valid JSON ({exc}). Pass a file written by"
                 " dumpdata-spec."
             ) from exc
-        except (OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise self._error(
                 f"cannot be read ({exc}); the file is truncated or corrupted. Dump it again."
             ) from exc
+        if _SURROGATE_ESCAPE.search(text):
+            objects = data.get("objects") if isinstance(data, dict) else None
+            for index, obj in enumerate(objects if isinstance(objects, list) else ()):
+                _refuse_lone_surrogates(obj, f"object {index + 1}")
+            _refuse_lone_surrogates(data, "the header")
         if isinstance(data, dict) and data.get("version", VERSION) != VERSION:
             # A dump of another version may have another shape: say that first.
             self._header_of(data)
@@ -279,6 +348,11 @@ class DumpReader:
         specs = data.get("specs")
         if not isinstance(specs, list):
             raise self._error("not a dump: the header has no 'specs' list.")
+        for key in ("dataset", "args", "vendor", "created"):
+            if not isinstance(data.get(key), (str, type(None))):
+                raise self._error(
+                    f"the header's '{key}' must be a string, not {data[key]!r}. Dump it again."
+                )
         rules = data.get("rules")
         if rules is not None and not (
             isinstance(rules, dict)
@@ -366,7 +440,7 @@ class DumpReader:
                 return
         except UnicodeDecodeError:
             raise self._error(f"the text after line {first_line - 1} is not UTF-8.") from None
-        except (OSError, EOFError) as exc:
+        except _READ_ERRORS as exc:
             raise self._error(
                 f"cannot be read after {count:,} object{pluralize(count)} ({exc}); the file is"
                 " truncated or corrupted. Dump it again."
@@ -381,14 +455,15 @@ class DumpReader:
         text = "".join(lines)
         try:
             parsed = json.loads("[" + text.rstrip("\n").removesuffix(",") + "]")
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            # Not JSON, or beyond what Python reads: line by line, to name the line.
             parsed = None
         if not isinstance(parsed, list) or len(parsed) != len(lines):
             parsed = []
             for line_number, line in enumerate(lines, start=first_line):
                 line = line.rstrip("\n").removesuffix(",")
                 try:
-                    parsed.append(self._checked(json.loads(line), line_number))
+                    parsed.append(self._checked(_decode(line, f"line {line_number}"), line_number))
                 except json.JSONDecodeError as exc:
                     raise self._error(
                         f"line {line_number} is not valid JSON ({exc.msg}); the file is"
@@ -397,6 +472,9 @@ class DumpReader:
         else:
             for line_number, data in enumerate(parsed, start=first_line):
                 self._checked(data, line_number)
+        if _SURROGATE_ESCAPE.search(text):
+            for line_number, data in enumerate(parsed, start=first_line):
+                _refuse_lone_surrogates(data, f"line {line_number}")
         # The digest covers each object's line without its comma.
         digest.update(text.replace(",\n", "\n").encode())
         return parsed
@@ -416,12 +494,14 @@ class DumpReader:
 
     def _parse_trailer(self, raw: str, line_number: int) -> dict[str, Any]:
         try:
-            trailer = json.loads("{" + raw.rstrip("\n")[len(_TRAILER_OPEN) :])
+            trailer = _decode("{" + raw.rstrip("\n")[len(_TRAILER_OPEN) :], f"line {line_number}")
         except json.JSONDecodeError:
             raise self._error(
                 f"line {line_number}: the trailer is not valid JSON; the file is truncated"
                 " or corrupted. Dump it again."
             ) from None
+        if _SURROGATE_ESCAPE.search(raw):
+            _refuse_lone_surrogates(trailer, f"line {line_number}: the trailer")
         # Valid JSON that starts with "{" is an object.
         return trailer  # type: ignore[no-any-return]
 

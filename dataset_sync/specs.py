@@ -38,6 +38,10 @@ SPEC_KEYS = frozenset(
 MISSING_REFERENCE_POLICIES = ("refuse", "set_null", "keep")
 
 _Q_OPTIONS = frozenset({"_connector", "_negated"})
+#: Lookups whose cost no timeout of the loader bounds: a regular expression such as
+#: ``^(a+)+$`` can backtrack for ever, and on SQLite it runs in Python, where no statement
+#: timeout reaches it. A dump's own specs may not use them (see ``runaway_lookups()``).
+RUNAWAY_LOOKUPS = frozenset({"regex", "iregex"})
 
 
 #: The types each flag may have in a spec dict, and how messages describe them.
@@ -306,6 +310,20 @@ class Spec:
                 f"Spec for {self.model}: the filter {dict(self.filter)!r} cannot be used on the"
                 f" target ({type(exc).__name__}: {str(exc).strip()})."
             ) from exc
+
+    def runaway_lookups(self) -> list[str]:
+        """The filter's keys whose lookup may run for ever (``RUNAWAY_LOOKUPS``), found without
+        running the filter; keys that name no field are left to :meth:`check_filter`."""
+        query = self.get_model()._base_manager.all().query
+        found = []
+        for key in self.filter:
+            try:
+                lookups, _parts, _expression = query.solve_lookup_type(key)
+            except FieldError:
+                continue
+            if lookups and lookups[-1] in RUNAWAY_LOOKUPS:
+                found.append(key)
+        return found
 
     def queryset(self, using: str) -> models.QuerySet[Any]:
         """The rows this spec selects on ``using``, ordered by primary key."""

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shlex
@@ -110,6 +111,57 @@ def refused(path: Any, exception: type[Exception], message: str, before: Any) ->
         run("loaddata-spec", str(path), "--database", "target", "--trust-dump-specs")
     assert str(excinfo.value) == message
     assert rows("target") == before
+
+
+@pytest.fixture
+def target_with_rows(tmp_path):
+    """A target that already holds a loaded dataset, so a failed load has rows to damage."""
+    make_source()
+    load(copy(tmp_path, "authors:1,2", "initial.json"), using="target")
+    return rows("target")
+
+
+@pytest.fixture
+def good_dump(tmp_path):
+    """A dump of authors:1,2 taken after the source changed, as lines of text.
+
+    Loading it whole would update every question, so a failure that left any of it behind
+    would show in the target's rows.
+    """
+    Question.objects.update(text="changed on the source")
+    return copy(tmp_path, "authors:1,2", "good.json").read_text().splitlines(keepends=True)
+
+
+def write(tmp_path, lines, name="bad.json"):
+    path = tmp_path / name
+    path.write_text("".join(lines))
+    return path
+
+
+def write_document(tmp_path, specs, objects, name="bad.json"):
+    """A hand-made dump in the trailer-less layout feincms3-data writes."""
+    return write(tmp_path, [json.dumps({"version": 1, "specs": specs, "objects": objects})], name)
+
+
+@pytest.fixture(params=["api", "command"])
+def fails(request):
+    """Loads ``path`` into the target and checks the whole message and the untouched target."""
+
+    def check(path, exception, message, before, *command_options, trusted=False, **options):
+        """``trusted`` loads with the dump's own specs (hand-made dumps name no dataset)."""
+        if request.param == "api":
+            with pytest.raises(exception) as excinfo:
+                load(path, using="target", trust_dump_specs=trusted, **options)
+        else:
+            if trusted:
+                command_options = (*command_options, "--trust-dump-specs")
+            with pytest.raises(CommandError) as excinfo:
+                run("loaddata-spec", str(path), "--database", "target", *command_options)
+            assert excinfo.value.returncode == exception.exit_code
+        assert str(excinfo.value) == message
+        assert rows("target") == before
+
+    return check
 
 
 WHEN = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)

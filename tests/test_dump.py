@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import os
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.db import connection, connections
@@ -111,6 +114,66 @@ def test_dump_to_a_missing_directory_names_the_path(tmp_path):
         f"{path}: cannot write the dump (No such file or directory). Check that the directory"
         " exists and is writable."
     )
+
+
+@pytest.mark.parametrize("name", ["dump.json", "dump.json.gz"])
+def test_a_link_planted_where_the_dump_used_to_write_is_not_followed(tmp_path, name):
+    """The temporary file had a name anyone could predict, and was opened through links."""
+    victim = tmp_path / "victim"
+    victim.write_text("not yours")
+    predictable = tmp_path / f".{name}.partial{Path(name).suffix}"
+    predictable.symlink_to(victim)
+    dump("tree", output=tmp_path / name)
+    assert victim.read_text() == "not yours"
+    assert sorted(item.name for item in tmp_path.iterdir()) == [predictable.name, name, "victim"]
+    assert not (tmp_path / name).is_symlink()
+
+
+def test_the_temporary_file_is_created_exclusively(tmp_path, monkeypatch):
+    """Were its name guessed, a link planted there is refused, not followed."""
+    victim = tmp_path / "victim"
+    victim.write_text("not yours")
+    guessed = tmp_path / ".dump.json.guessed.partial"
+    guessed.symlink_to(victim)
+    # The package's dump() function hides its module of the same name from attribute access.
+    module = importlib.import_module("dataset_sync.dump")
+    monkeypatch.setattr(module, "_partial_name", lambda path: guessed)
+    path = tmp_path / "dump.json"
+    with pytest.raises(DumpWriteError) as excinfo:
+        dump("tree", output=path)
+    assert str(excinfo.value) == (
+        f"{path}: cannot write the dump: .dump.json.guessed.partial is in the way (a file or a"
+        " link that was not there a moment ago). Check who else writes into the directory."
+    )
+    assert victim.read_text() == "not yours"
+    assert sorted(item.name for item in tmp_path.iterdir()) == [guessed.name, "victim"]
+
+
+def test_a_link_at_the_output_path_is_replaced_not_written_through(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("not yours")
+    path = tmp_path / "dump.json"
+    path.symlink_to(victim)
+    dump("tree", output=path)
+    assert victim.read_text() == "not yours"
+    assert not path.is_symlink()
+    assert json.loads(path.read_text())["dataset"] == "tree"
+
+
+def test_dump_to_a_stream_that_fails_part_way_is_one_line():
+    """A closed pipe, or stdout redirected to a full disk: an OSError while writing."""
+    make_source()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = open(write_end, "w", buffering=1)  # noqa: SIM115 - its closing fails too
+    with pytest.raises(DumpWriteError) as excinfo:
+        dump("authors:1", output=stream)
+    assert str(excinfo.value) == (
+        "the output: cannot write the dump (Broken pipe). Check where the output goes (a full"
+        " disk, a closed pipe) and dump it again."
+    )
+    with pytest.raises(BrokenPipeError):
+        stream.close()
 
 
 def test_specs_naming_an_unknown_model_are_refused(tmp_path):

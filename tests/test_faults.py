@@ -8,6 +8,8 @@ SIGKILL part-way through. Afterwards every row of every table equals its state b
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 from django.db import IntegrityError, connections
 
@@ -178,3 +180,52 @@ def test_a_loading_process_killed_part_way_leaves_the_target_as_it_was(
     # The dead load's locks went with its connection.
     load(path, using="target", lock_timeout=60)
     assert rows("target") != before
+
+
+#: Bytes a file may grow to in the processes below: less than any dump or spool needs.
+FILE_SIZE_LIMIT = 100
+
+
+@pytest.mark.parametrize("name", ["dump.json", "dump.json.gz"])
+def test_a_dump_that_runs_out_of_disk_fails_in_one_line_and_leaves_no_file(tmp_path, name):
+    output = tmp_path / "out"
+    output.mkdir()
+    with shared_target(tmp_path) as env:
+        dumper = Worker(
+            env,
+            "dump",
+            "authors:1",
+            "--database",
+            "target",
+            "-o",
+            str(output / name),
+            file_size_limit=FILE_SIZE_LIMIT,
+        )
+        status, out, err = dumper.finish()
+    assert (status, out, err) == (
+        4,
+        "",
+        f"CommandError: {output / name}: cannot write the dump (File too large); nothing was"
+        " left behind. Free space on its disk or lift the file size limit, and dump it"
+        " again.\n",
+    )
+    assert list(output.iterdir()) == []
+
+
+def test_a_load_that_runs_out_of_disk_while_spooling_leaves_the_target_as_it_was(
+    tmp_path, outdated_target
+):
+    path, before = outdated_target
+    with shared_target(tmp_path) as env:
+        loader = Worker(
+            env, "load", str(path), "--database", "target", file_size_limit=FILE_SIZE_LIMIT
+        )
+        status, out, err = loader.finish()
+    assert (status, err) == (
+        4,
+        f"CommandError: {path}: cannot keep the dump's objects on disk while loading (File too"
+        f" large) in {tempfile.gettempdir()}; nothing was written. Free space there (or set"
+        " TMPDIR to a disk with space) or lift the file size limit, and load it again.\n",
+    )
+    assert "status=bad_input exit_code=4" in out
+    assert rows("target") == before

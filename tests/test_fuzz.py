@@ -2,7 +2,10 @@
 
 A real dump is mutated by hypothesis: bytes flipped, deleted or inserted, the file cut short,
 lines swapped, values in objects replaced (with the trailer recomputed, as a forger would),
-and the header's specs rewritten (the header is not covered by the digest). Every outcome
+values put in that Python or a database cannot take (``Infinity``, numbers of thousands of
+digits, deep nesting, lone surrogates, decimals too large for their field), bytes of a
+compressed dump flipped, and the header's values and specs rewritten (the header is not
+covered by the digest), with and without ``--trust-dump-specs``. Every outcome
 must be a successful load or a DatasetSyncError naming the file, with the target exactly as
 it was; never another exception, never a partial write. Each test counts its outcomes and fails
 when too few examples changed the dump, or when the changes never got past the first check.
@@ -10,8 +13,11 @@ when too few examples changed the dump, or when the changes never got past the f
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
 import json
+import lzma
 from collections import Counter
 
 import pytest
@@ -67,16 +73,17 @@ def fuzz_target(tmp_path):
     change_source()
     lines = copy(tmp_path, "everything", "good.json").read_bytes().splitlines(keepends=True)
     original = b"".join(lines)
-    path = tmp_path / "fuzzed.json"
     outcomes = Counter()
 
-    def attempt(data: bytes) -> None:
+    def attempt(data: bytes, name: str = "fuzzed.json", **options) -> None:
+        """Load ``data`` from a file called ``name``, with load()'s ``options``."""
         if data == original:
             outcomes["unchanged"] += 1
             return
+        path = tmp_path / name
         path.write_bytes(data)
         try:
-            load(path, using="target")
+            load(path, using="target", **options)
         except DatasetSyncError as exc:
             outcomes[type(exc).__name__] += 1
             assert str(exc).startswith(f"{path}: "), str(exc)
@@ -88,6 +95,35 @@ def fuzz_target(tmp_path):
             assert rows("target") == before
 
     return lines, attempt, outcomes
+
+
+#: Valid JSON, or JSON's extensions that Python reads, that Python or a database cannot take
+#: where it lands: infinities where integers belong, numbers and nesting beyond what Python
+#: reads, lone surrogates, decimals and integers too large for their columns, NUL characters.
+HOSTILE = st.sampled_from(
+    [
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        "1e400",
+        "9" * 5000,
+        "[" * 5000 + "]" * 5000,
+        '{"a": ' * 3000 + "1" + "}" * 3000,
+        '"\\ud800"',
+        '"text \\udfff"',
+        '"1e100"',
+        "1e100",
+        '"9999.995"',
+        "18446744073709551616",
+        '"\\u0000"',
+    ]
+)
+PLACEHOLDER = "hostile-value-placeholder"
+COMPRESSIONS = {
+    ".gz": lambda data: gzip.compress(data, mtime=0),
+    ".bz2": bz2.compress,
+    ".xz": lzma.compress,
+}
 
 
 def mutated(outcomes: Counter) -> int:
@@ -187,7 +223,73 @@ def test_forged_objects_with_a_matching_trailer(fuzz_target):
     assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
 
 
-def test_forged_header_specs(fuzz_target):
+def test_values_python_and_databases_cannot_take(fuzz_target):
+    lines, attempt, outcomes = fuzz_target
+
+    @FUZZ
+    @given(
+        index=POSITIONS,
+        where=st.sampled_from(["pk", "field", "list", "header", "filter"]),
+        value=HOSTILE,
+    )
+    def forge(index, where, value):
+        objects = object_lines(lines)
+        at = index % len(objects)
+        obj = json.loads(objects[at])
+        names = sorted(obj["fields"])
+        header = json.loads(lines[0].rstrip(b"\n")[: -len(b', "objects": [')] + b"}")
+        if where == "pk":
+            obj["pk"] = PLACEHOLDER
+        elif where == "field" and names:
+            obj["fields"][names[index % len(names)]] = PLACEHOLDER
+        elif where == "list":
+            # A many-to-many field's keys, or a list in a JSON field.
+            lists = [name for name in names if isinstance(obj["fields"][name], list)]
+            if lists:
+                obj["fields"][lists[index % len(lists)]] = [PLACEHOLDER]
+        elif where == "header":
+            header[["dataset", "args", "vendor", "created"][index % 4]] = PLACEHOLDER
+        else:
+            spec = header["specs"][index % len(header["specs"])]
+            spec["filter"] = {"pk__in": [PLACEHOLDER]}
+        objects[at] = json.dumps(obj, ensure_ascii=False).encode()
+        placeholder = json.dumps(PLACEHOLDER).encode()
+        data = retrailer(lines, objects).replace(placeholder, value.encode())
+        opening = json.dumps(header, ensure_ascii=False)[:-1] + ', "objects": [\n'
+        data = opening.encode().replace(placeholder, value.encode()) + data[len(lines[0]) :]
+        # Under trust, a forged filter runs on the target: the database sees the value.
+        attempt(data, trust_dump_specs=where == "filter")
+
+    forge()
+    # Each is refused by the stage that reads it (the format, the header, the conversion of
+    # values, the spec checks), not all by one; a value that fits where it lands loads.
+    assert mutated(outcomes) >= 20, outcomes
+    assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
+
+
+@pytest.mark.parametrize("suffix", list(COMPRESSIONS))
+def test_flipped_bytes_in_a_compressed_dump(fuzz_target, suffix):
+    lines, attempt, outcomes = fuzz_target
+    compressed = COMPRESSIONS[suffix](b"".join(lines))
+
+    @FUZZ
+    @given(at=POSITIONS, mask=st.integers(1, 255))
+    def flip(at, mask):
+        at %= len(compressed)
+        data = compressed[:at] + bytes([compressed[at] ^ mask]) + compressed[at + 1 :]
+        attempt(data, f"fuzzed.json{suffix}")
+
+    flip()
+    # A flip is found by the decompressor (its checksums) or by the digest behind it; one
+    # that loads changed only the header's time, or bytes the format ignores.
+    assert mutated(outcomes) >= 20, outcomes
+    assert outcomes["loaded"] <= mutated(outcomes) // 2, outcomes
+
+
+@pytest.mark.parametrize("trusted", [False, True], ids=["declared", "trusted"])
+def test_forged_header_specs(fuzz_target, trusted):
+    """Under --trust-dump-specs the forged specs run: their filters, also where no spec
+    deletes, must fail before the load writes anything."""
     lines, attempt, outcomes = fuzz_target
 
     @FUZZ
@@ -198,18 +300,22 @@ def test_forged_header_specs(fuzz_target):
             st.tuples(st.just("filter"), JSON),
             st.tuples(st.sampled_from(["model", "delete_missing", "save_as_new", "other"]), JSON),
             st.tuples(st.just("specs"), JSON),
+            st.tuples(
+                st.sampled_from(["dataset", "args", "vendor", "created", "rules", "identities"]),
+                JSON,
+            ),
         ),
     )
     def forge(index, change):
         header = json.loads(lines[0].rstrip(b"\n")[: -len(b', "objects": [')] + b"}")
         key, value = change
-        if key == "specs":
-            header["specs"] = value
+        if key in ("specs", "dataset", "args", "vendor", "created", "rules", "identities"):
+            header[key] = value
         else:
             spec = header["specs"][index % len(header["specs"])]
             spec[key] = value
         opening = json.dumps(header, ensure_ascii=False)[:-1] + ', "objects": [\n'
-        attempt(opening.encode() + b"".join(lines[1:]))
+        attempt(opening.encode() + b"".join(lines[1:]), trust_dump_specs=trusted)
 
     forge()
     # Forged specs are refused by the spec checks (InvalidSpecError) or by the comparison

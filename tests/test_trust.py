@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 from django.core.management.base import CommandError
 
 from dataset_sync import Spec, dump, load, unregister
-from dataset_sync.errors import InvalidSpecError, UntrustedDumpError
+from dataset_sync.errors import InvalidSpecError, StaleDumpError, UntrustedDumpError
 from testapp.models import Tag
 
 from .conftest import copy, make_source, rows, run
@@ -138,6 +139,46 @@ def test_filter_keys_that_are_not_lookups_are_refused_even_when_trusted(tmp_path
     assert rows("target") == before
 
 
+RUNAWAY = "^(a+)+$"
+
+
+@pytest.mark.parametrize(
+    ("model", "key"),
+    [
+        ("testapp.tag", "name__regex"),
+        ("testapp.choice", "question__text__iregex"),
+        ("testapp.tag", "name__lower__regex"),
+    ],
+)
+def test_a_regular_expression_in_a_trusted_dumps_filter_is_refused_before_it_runs(
+    tmp_path, refused, model, key
+):
+    """Even without delete_missing: every filter is run before the load, and ^(a+)+$ on a
+    long enough value never ends (on SQLite in Python, beyond any statement timeout)."""
+    Tag.objects.using("target").create(name="a" * 40 + "!")
+    path = tmp_path / "hostile.json"
+    spec = {"model": model, "filter": {"pk__gt": 0, key: RUNAWAY}}
+    path.write_text(json.dumps({"version": 1, "specs": [spec], "objects": []}))
+    refused(
+        path,
+        f"{path}: Spec for {model}: the filter uses {key}; this database runs no regular"
+        " expression from a dump, since one such as ^(a+)+$ runs for ever. Declare the dataset"
+        " here and load without --trust-dump-specs.",
+        trusted=True,
+    )
+
+
+def test_a_regular_expression_the_target_declares_itself_is_used(tmp_path, restore_registry):
+    restore_registry("py-tags")(
+        lambda args: [Spec("testapp.tag", filter={"name__regex": "^py"}, delete_missing=True)]
+    )
+    Tag.objects.create(pk=7, name="python")
+    Tag.objects.using("target").create(pk=50, name="pypy")
+    Tag.objects.using("target").create(pk=51, name="django")
+    load(copy(tmp_path, "py-tags"), using="target")
+    assert rows("target")["testapp.tag"] == [(7, "python"), (51, "django")]
+
+
 # Signing
 
 
@@ -215,3 +256,73 @@ def test_signing_key_from_the_environment(tags_dump, tmp_path, monkeypatch, refu
     assert load(path, using="target").changed
     monkeypatch.setenv("DATASET_SYNC_SIGNING_KEY", "another")
     refused(path, f"{path}{MISMATCH}")
+
+
+# Replays
+
+
+def stale(path, message, *options, **load_options):
+    """Both load() and loaddata-spec refuse ``path`` as stale (exit code 5), writing nothing."""
+    before = rows("target")
+    with pytest.raises(StaleDumpError) as excinfo:
+        load(path, using="target", **load_options)
+    assert str(excinfo.value) == message
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target", *options)
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 5)
+    assert rows("target") == before
+
+
+def created(path):
+    return json.loads(path.read_text())["created"]
+
+
+def test_a_dump_older_than_max_age_is_refused(tags_dump, signed, tmp_path):
+    path = copy(tmp_path, "tags", "signed.json")
+    # Any dump is older than no time at all.
+    stale(
+        path,
+        f"{path}: the dump was made at {created(path)}, more than 0 seconds ago, and this"
+        " database loads only dumps made since (--max-age, DATASET_SYNC_MAX_AGE). Dump it again.",
+        "--max-age",
+        "0",
+        max_age=0,
+    )
+    assert load(path, using="target", max_age=3600).changed
+
+
+def test_max_age_from_the_setting(tags_dump, signed, tmp_path):
+    path = copy(tmp_path, "tags", "signed.json")
+    signed.DATASET_SYNC_MAX_AGE = dt.timedelta(0)
+    stale(
+        path,
+        f"{path}: the dump was made at {created(path)}, more than 0 seconds ago, and this"
+        " database loads only dumps made since (--max-age, DATASET_SYNC_MAX_AGE). Dump it again.",
+    )
+    # The command's option overrides the setting.
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--max-age", "3600")
+    assert "status=changed" in out
+
+
+def test_a_signed_dumps_time_cannot_be_moved_forward(tags_dump, signed, tmp_path, refused):
+    path = copy(tmp_path, "tags", "signed.json")
+    signed.DATASET_SYNC_MAX_AGE = 3600
+    lines = path.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace(created(path), "2999-01-01T00:00:00+00:00")
+    path.write_text("".join(lines))
+    refused(path, f"{path}{MISMATCH}")
+
+
+def test_a_dump_that_does_not_say_when_it_was_made_is_refused_under_max_age(tmp_path):
+    path = tmp_path / "feincms3-data.json"
+    path.write_text(json.dumps({"version": 1, "specs": [{"model": "testapp.tag"}], "objects": []}))
+    stale(
+        path,
+        f"{path}: the dump does not say when it was made, and this database loads only dumps"
+        " made in the last 60 seconds (--max-age, DATASET_SYNC_MAX_AGE). Dump it again.",
+        "--max-age",
+        "60",
+        "--trust-dump-specs",
+        max_age=60,
+        trust_dump_specs=True,
+    )

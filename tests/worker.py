@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import select
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -29,7 +31,11 @@ WRITES = ("INSERT", "UPDATE", "DELETE")
 
 
 class Worker:
-    """A ``tests.worker`` process: ``Worker(env, "load", path, ..., pause_after_writes=2)``."""
+    """A ``tests.worker`` process: ``Worker(env, "load", path, ..., pause_after_writes=2)``.
+
+    ``"dump"`` runs dumpdata-spec instead; ``file_size_limit=N`` makes writes past ``N``
+    bytes in a file fail, as on a full disk.
+    """
 
     #: Every worker started; :func:`shared_target` kills those still running when it ends, so
     #: a failed test never leaves a paused load holding locks the next test would wait for.
@@ -242,8 +248,15 @@ def main() -> None:
             commit()
 
         connection._commit = pause_then_commit  # type: ignore[method-assign]
+    if "file_size_limit" in options:
+        # As a full disk would, writes past the limit fail with an OSError (EFBIG), instead
+        # of the signal that would kill the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        limit = options["file_size_limit"]
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    command = {"load": "loaddata-spec", "dump": "dumpdata-spec"}[sys.argv[1]]
     with connections["target"].execute_wrapper(hooks):
-        execute_from_command_line(["manage.py", "loaddata-spec", *sys.argv[2:]])
+        execute_from_command_line(["manage.py", command, *sys.argv[2:]])
 
 
 if __name__ == "__main__":

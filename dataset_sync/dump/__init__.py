@@ -7,11 +7,12 @@ values of personal fields while they are read.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.template.defaultfilters import pluralize
@@ -60,7 +61,8 @@ def dump(
     transaction, on PostgreSQL and MySQL/MariaDB at REPEATABLE READ, so a dump taken while
     the application writes is one consistent state. A path is written to a temporary file
     beside it and renamed when the dump is complete, so a failed dump never leaves a file
-    that looks whole; ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
+    that looks whole (created exclusively under a name nobody can guess, never through a link);
+    ``.gz``, ``.bz2`` and ``.xz`` paths are compressed.
 
     Data rules (the specs', the dataset's and DATASET_SYNC_RULES) replace the values of the
     fields they name before mappers see the objects; the header names them. InvalidSpecError
@@ -145,24 +147,64 @@ def _snapshot(using: str) -> Iterator[None]:
 
 @contextmanager
 def _opened(output: str | Path | Writable) -> Iterator[Writable]:
+    """Where the dump goes; DumpWriteError when it cannot be written there, also part-way
+    (a full disk, the file size limit, a closed pipe), which leaves no file behind."""
     if not isinstance(output, (str, Path)):
-        yield output
+        try:
+            yield output
+        except OSError as exc:
+            # sys.stdout is named "<stdout>"; a stream opened on a file descriptor by its number.
+            name = getattr(output, "name", None)
+            name = name if isinstance(name, str) else "the output"
+            raise DumpWriteError(
+                f"{name}: cannot write the dump ({exc.strerror or exc}). Check where the output"
+                " goes (a full disk, a closed pipe) and dump it again."
+            ) from exc
         return
     path = Path(output)
-    partial = path.with_name(f".{path.name}.partial{path.suffix}")
+    partial = _partial_name(path)
+    try:
+        file = _create(partial)
+    except FileExistsError as exc:
+        raise DumpWriteError(
+            f"{path}: cannot write the dump: {partial.name} is in the way (a file or a link that"
+            " was not there a moment ago). Check who else writes into the directory."
+        ) from exc
+    except OSError as exc:
+        raise DumpWriteError(
+            f"{path}: cannot write the dump ({exc.strerror}). Check that the directory"
+            " exists and is writable."
+        ) from exc
     try:
         try:
-            opened = open_output(partial)
+            with file, open_output(file, path) as stream:
+                yield stream
+            os.replace(partial, path)
         except OSError as exc:
             raise DumpWriteError(
-                f"{path}: cannot write the dump ({exc.strerror}). Check that the directory"
-                " exists and is writable."
+                f"{path}: cannot write the dump ({exc.strerror}); nothing was left behind. Free"
+                " space on its disk or lift the file size limit, and dump it again."
             ) from exc
-        with opened as stream:
-            yield stream
-        os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _partial_name(path: Path) -> Path:
+    """Where the dump is written until it is complete: beside ``path``, hidden, under a name
+    nobody can guess, so nobody can plant a file or a link there beforehand."""
+    return path.with_name(f".{path.name}.{secrets.token_hex(8)}.partial")
+
+
+def _create(partial: Path) -> IO[bytes]:
+    """A new, empty file at ``partial``, opened for writing.
+
+    Created exclusively and never through a link: if anything is in its place already, a
+    link planted in a shared directory included, this fails rather than overwrite the file
+    the link points at. Permissions are those of any new file (the umask applies).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    descriptor = os.open(partial, flags | getattr(os, "O_CLOEXEC", 0), 0o666)
+    return open(descriptor, "wb")
 
 
 def _write(

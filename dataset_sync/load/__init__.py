@@ -62,6 +62,7 @@ def load(
     signals: bool = False,
     log: Log | None = None,
     lock_timeout: float | None = None,
+    max_age: float | None = None,
     on_batch: OnBatch | None = None,
     report: LoadReport | None = None,
 ) -> LoadReport:
@@ -88,6 +89,9 @@ def load(
     a second load into the same database waits for this one; ``lock_timeout`` is how many
     seconds it waits at most (None: as long as it takes) before LockTimeoutError.
 
+    ``max_age`` (default: DATASET_SYNC_MAX_AGE) refuses dumps made more than that many
+    seconds ago with StaleDumpError; with a signing key, their time is signed.
+
     ``log`` gets a line for every object created, updated or deleted; ``on_batch(label,
     done)`` is called after each batch read from a dump (labelled ``reading <dump>``) and
     written to a model (labelled with the model's), for a progress display.
@@ -98,6 +102,7 @@ def load(
     report.dry_run = dry_run
     options = Options(ignorenonexistent=ignorenonexistent, signals=signals, log=log)
     names = ", ".join(report.sources)
+    max_age = max_age if max_age is not None else conf.max_age()
     try:
         with (
             _cyclic_gc_paused(),
@@ -109,7 +114,9 @@ def load(
             for index, dump in enumerate(dumps):
                 with _in_file(source_name(dump)):
                     directory = Path(spool_dir) / str(index)
-                    verified.append(read(dump, directory, using, trust_dump_specs, on_batch))
+                    verified.append(
+                        read(dump, directory, using, trust_dump_specs, on_batch, max_age)
+                    )
                 spools.callback(verified[-1].close)
             report.headers = [each.header for each in verified]
             written = {model for each in verified for model in each.written_models()}

@@ -170,6 +170,38 @@ def _check_range(value: Any, bounds: tuple[int, int] | None) -> None:
         raise ValidationError(f"{value} is out of range ({bounds[0]} to {bounds[1]})")
 
 
+class _Digits:
+    """The decimals a decimal column holds: ``max_digits`` digits once rounded to
+    ``decimal_places``, as the database rounds them.
+
+    Checked here because SQLite stores any number in any column: a value too large for its
+    field would load, and every later read of the table fail to convert it back.
+    """
+
+    __slots__ = ("context", "max_digits", "places", "quantum")
+
+    def __init__(self, max_digits: int, places: int) -> None:
+        self.max_digits, self.places = max_digits, places
+        self.quantum = decimal.Decimal(1).scaleb(-places)
+        self.context = decimal.Context(prec=max_digits)
+
+    def check(self, value: Any) -> None:
+        if type(value) is not decimal.Decimal:
+            return
+        try:
+            value.quantize(self.quantum, context=self.context)
+        except decimal.InvalidOperation:
+            raise ValidationError(
+                f"{value} does not fit {self.max_digits} digits with {self.places} decimal places"
+            ) from None
+
+
+def _digits(field: Any) -> _Digits | None:
+    if isinstance(field, models.DecimalField) and field.max_digits is not None:
+        return _Digits(field.max_digits, field.decimal_places or 0)
+    return None
+
+
 class Column:
     """One concrete field of a table: its conversions from JSON, to and from the database."""
 
@@ -197,6 +229,8 @@ class Column:
         self.expression = col
         #: The range of an integer column (None for other columns).
         self.bounds = _integer_range(field, connection)
+        #: The size of a decimal column (None for other columns).
+        self.digits = _digits(field)
 
     def db(self, value: Any) -> Any:
         if type(value) in self.db_types:
@@ -296,7 +330,7 @@ class RowConverter:
                     raise ValidationError(str(exc)) from None
         except ValidationError as exc:
             reason = "; ".join(exc.messages)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             reason = str(exc)
         else:
             return pk
@@ -325,6 +359,8 @@ class RowConverter:
                     else:
                         values[column.attname] = column.to_python(raw)
                         _check_range(values[column.attname], column.bounds)
+                        if column.digits is not None:
+                            column.digits.check(values[column.attname])
                 elif name in self.m2m:
                     m2m[name] = self._targets(name, raw)
                 elif not self.ignorenonexistent:
@@ -338,8 +374,9 @@ class RowConverter:
                     f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
                     f" ({'; '.join(exc.messages)})."
                 ) from None
-            except (TypeError, ValueError) as exc:
-                # Some to_python() methods take strings only (a date given as a number).
+            except (TypeError, ValueError, OverflowError) as exc:
+                # Some to_python() methods take strings only (a date given as a number), and
+                # int() cannot take an infinite float (JSON's Infinity).
                 raise SchemaMismatchError(
                     f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
                     f" ({exc})."

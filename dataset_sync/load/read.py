@@ -9,6 +9,7 @@ edited or foreign file is refused before anything is written or locked.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,17 @@ from typing import IO, Any
 
 from django.apps import apps
 from django.db import models
+from django.utils import timezone
 
 from dataset_sync import conf, registry
 from dataset_sync.dump import rules
-from dataset_sync.errors import IdentityMismatchError, InvalidSpecError, SchemaMismatchError
+from dataset_sync.errors import (
+    IdentityMismatchError,
+    InvalidSpecError,
+    SchemaMismatchError,
+    StaleDumpError,
+    UntrustedDumpError,
+)
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
@@ -82,14 +90,18 @@ def read(
     using: str,
     trust_dump_specs: bool,
     on_batch: OnBatch | None,
+    max_age: float | None = None,
 ) -> VerifiedDump:
     """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
 
-    Errors do not name the dump; the caller adds its name once (``in_file()``).
+    ``max_age`` refuses a dump made more than that many seconds ago. Errors do not name the
+    dump; the caller adds its name once (``in_file()``).
     """
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
+        if max_age is not None:
+            _check_age(reader.header, max_age)
         specs = _specs(reader.header, using, trust_dump_specs)
         identities = _identities(reader.header, specs)
         directory.mkdir()
@@ -99,6 +111,7 @@ def read(
                 spooler.add(batch)
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)
+            spooler.objects.flush()
         except BaseException:
             spooler.objects.close()
             raise
@@ -122,6 +135,28 @@ def read(
                 stream.close()
 
 
+def _check_age(header: Header, max_age: float) -> None:
+    """Refuse a dump made more than ``max_age`` seconds ago, so that an old dump cannot be
+    loaded again and again. The time is the dump's word; with a signing key the signature,
+    checked once the whole file is read, covers it, so it cannot be moved forward."""
+    try:
+        created = dt.datetime.fromisoformat(header.created or "")
+    except ValueError:
+        raise StaleDumpError(
+            f"the dump does not say when it was made, and this database loads only dumps made"
+            f" in the last {max_age:g} seconds (--max-age, DATASET_SYNC_MAX_AGE). Dump it again."
+        ) from None
+    if created.tzinfo is None:
+        # Written with USE_TZ = False: the source's local time.
+        created = timezone.make_aware(created, timezone.get_default_timezone())
+    if dt.datetime.now(dt.timezone.utc) - created > dt.timedelta(seconds=max_age):
+        raise StaleDumpError(
+            f"the dump was made at {header.created}, more than {max_age:g} seconds ago, and"
+            " this database loads only dumps made since (--max-age, DATASET_SYNC_MAX_AGE)."
+            " Dump it again."
+        )
+
+
 def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
     """The specs to load with, each checked against this database."""
     specs = [Spec.from_dict(spec) for spec in header.specs]
@@ -135,9 +170,16 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
                 f"{exc} Migrate the target or remove the model from the dataset."
             ) from exc
         spec.check_flags()
-        if spec.delete_missing:
-            # The loader runs these filters to find rows to delete; try them first.
-            spec.check_filter(using)
+        if trust_dump_specs and (runaway := spec.runaway_lookups()):
+            # Before check_filter(), which would run it.
+            raise UntrustedDumpError(
+                f"Spec for {spec.model}: the filter uses {', '.join(runaway)}; this database runs"
+                " no regular expression from a dump, since one such as ^(a+)+$ runs for ever."
+                " Declare the dataset here and load without --trust-dump-specs."
+            )
+        # The loader runs every filter: the delete stage to find the rows to delete, the
+        # guards to tell a cascade into the dataset from one out of it. Try them first.
+        spec.check_filter(using)
     rules.require(header, specs)
     return specs
 

@@ -15,10 +15,12 @@ when any spec of the model says so.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import itertools
 import marshal
 import operator
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +30,7 @@ from typing import IO, Any
 from django.apps import apps
 from django.db import connections, models
 
-from dataset_sync.errors import SchemaMismatchError
+from dataset_sync.errors import SchemaMismatchError, SpoolError
 from dataset_sync.load.convert import RowConverter
 from dataset_sync.specs import Spec
 
@@ -37,11 +39,25 @@ Model = type[models.Model]
 _LOAD_FLAGS = ("ignore_missing_m2m", "save_as_new", "defer_values")
 
 
+def _cannot_spool(exc: OSError) -> SpoolError:
+    return SpoolError(
+        f"cannot keep the dump's objects on disk while loading ({exc.strerror}) in"
+        f" {tempfile.gettempdir()}; nothing was written. Free space there (or set TMPDIR to"
+        " a disk with space) or lift the file size limit, and load it again."
+    )
+
+
 class Spool:
-    """One model's objects on disk, in batches of ``batch_size``."""
+    """One model's objects on disk, in batches of ``batch_size``.
+
+    SpoolError when the disk does not take them: a full disk or the file size limit is no bug.
+    """
 
     def __init__(self, path: Path, batch_size: int) -> None:
-        self._file: IO[bytes] = open(path, "w+b")  # noqa: SIM115 - closed by close()
+        try:
+            self._file: IO[bytes] = open(path, "w+b")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise _cannot_spool(exc) from exc
         self._pending: list[dict[str, Any]] = []
         self._batch_size = batch_size
 
@@ -58,19 +74,33 @@ class Spool:
     def _write(self, batch: list[dict[str, Any]]) -> None:
         # Length-prefixed: marshal.load() on a file reads in tiny pieces, loads() does not.
         payload = marshal.dumps(batch)
-        self._file.write(len(payload).to_bytes(8, "big"))
-        self._file.write(payload)
+        try:
+            self._file.write(len(payload).to_bytes(8, "big"))
+            self._file.write(payload)
+        except OSError as exc:
+            raise _cannot_spool(exc) from exc
 
-    def batches(self) -> Iterator[list[dict[str, Any]]]:
+    def flush(self) -> None:
+        """Put every object added so far on disk."""
         if self._pending:
             self._write(self._pending)
             self._pending = []
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise _cannot_spool(exc) from exc
+
+    def batches(self) -> Iterator[list[dict[str, Any]]]:
+        self.flush()
         self._file.seek(0)
         while size := int.from_bytes(self._file.read(8), "big"):
             yield marshal.loads(self._file.read(size))
 
     def close(self) -> None:
-        self._file.close()
+        # Flushing what is thrown away anyway may fail: the error that ended the load, a full
+        # disk, has been raised already, and the file is closed all the same.
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 @dataclass
@@ -85,6 +115,11 @@ class SpooledObjects:
 
     def batches(self, model: Model) -> Iterator[list[dict[str, Any]]]:
         return self.spools[model].batches()
+
+    def flush(self) -> None:
+        """Put every object on disk, so that a full disk shows before the load locks anything."""
+        for spool in self.spools.values():
+            spool.flush()
 
     def close(self) -> None:
         for spool in self.spools.values():

@@ -95,6 +95,13 @@ class Command(BaseCommand):
             help="Give up after waiting this long for another load into the database to end"
             " (default: wait as long as it takes).",
         )
+        parser.add_argument(
+            "--max-age",
+            type=_seconds,
+            metavar="SECONDS",
+            help="Refuse dumps made longer ago than this (default: DATASET_SYNC_MAX_AGE, else"
+            " any age); with a signing key, a dump's time is signed.",
+        )
 
     def handle(
         self,
@@ -110,6 +117,7 @@ class Command(BaseCommand):
         detailed_exitcode: bool,
         signals: bool,
         lock_timeout: float | None,
+        max_age: float | None,
         verbosity: int,
         **options: Any,
     ) -> None:
@@ -131,6 +139,7 @@ class Command(BaseCommand):
                 signals=signals,
                 log=log,
                 lock_timeout=lock_timeout,
+                max_age=max_age,
                 on_batch=meter,
                 report=report,
             )
