@@ -227,6 +227,20 @@ def test_version_1_dump_loads_as_before_and_its_reload_writes_nothing(tmp_path):
     assert not report.changed
 
 
+def test_version_1_dump_over_exact_values_writes_its_own(tmp_path):
+    """A version 1 value is compared as it is: where the target holds digits below the
+    millisecond, the row differs from the dump and is updated, as before version 2."""
+    make_readings()
+    load(copy(tmp_path, "everything"), using="target")
+    path = version_1_dump(tmp_path)
+
+    report = load(path, using="target", trust_dump_specs=True)
+
+    counts = report.counts["testapp.reading"]
+    assert (counts.updated, counts.unchanged) == (2, 2)
+    assert readings("target") == MILLISECONDS
+
+
 def test_signed_version_1_dump_keeps_its_signature(tmp_path):
     """The signature covers the header's version: the version read, not the one written."""
     make_readings()
