@@ -9,6 +9,7 @@ import pytest
 from django.apps import apps
 from django.contrib.contenttypes.models import ContentType
 from django.core import serializers
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import Prefetch
 
 from dataset_sync.dump.serialize import RowSerializer
@@ -172,3 +173,28 @@ def test_naive_datetimes_are_written_without_a_zone():
     assert ExactJSONEncoder().encode([value.replace(tzinfo=offset)]) == (
         '["2026-05-06T07:08:09.000010+02:00"]'
     )
+
+
+PLUS_TWO = dt.timezone(dt.timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 5, 6, 7, 8, 9, 120000, tzinfo=dt.timezone.utc),
+        dt.datetime(2026, 5, 6, 7, 8, 9, 1000, tzinfo=PLUS_TWO),
+        dt.datetime(2026, 5, 6, 7, 8, 9, 999000),
+        dt.time(7, 8, 9),
+        dt.time(7, 8, 9, 500000),
+        dt.date(2026, 5, 6),
+        dt.timedelta(days=-1, microseconds=7),
+        Decimal("1.50"),
+        Decimal("-12345678.1234567"),
+        Decimal("0.000001"),
+        uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    ],
+    ids=repr,
+)
+def test_values_django_writes_exactly_are_written_as_django_writes_them(value):
+    assert ExactJSONEncoder().encode([value]) == DjangoJSONEncoder().encode([value])
