@@ -794,7 +794,8 @@ def generate(questions: int) -> dict[str, tuple[list[str], list[tuple[Any, ...]]
                 "author_id": rng.randrange(1, AUTHORS + 1),
                 "category_id": None,
                 "text": f"Question {i}: {' '.join(rng.sample(words, 3))}?",
-                # Milliseconds: Django's JSON encoder, which every tool uses, drops microseconds.
+                # Milliseconds: Django's JSON encoder, which dumpdata and feincms3-data use,
+                # drops microseconds.
                 "pub_date": start + timedelta(seconds=37 * i, milliseconds=i % 1000),
             }
             for i in range(1, questions + 1)

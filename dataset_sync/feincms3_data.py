@@ -31,7 +31,7 @@ from dataset_sync.errors import (
     InvalidSpecError,
     InvalidVersionError,
 )
-from dataset_sync.format import DumpWriter, Header, encode_object
+from dataset_sync.format import DumpWriter, Header
 from dataset_sync.load import load
 from dataset_sync.registry import Mapper
 from dataset_sync.report import LoadReport
@@ -133,7 +133,7 @@ def _dump_objects(
         claimed = [scrub(obj) for obj in by_model.pop(spec.model, [])]
         for data in serializers.serialize("python", claimed, use_natural_foreign_keys=True):
             mapper = mappers.get(spec.model)
-            writer.write(encode_object(mapper(data) if mapper else data))
+            writer.write(mapper(data) if mapper else data)
     writer.close()
 
 

@@ -3,7 +3,7 @@
 A dump is one JSON document laid out one object per line, so that it can be written and read
 as a stream and still be loaded by any JSON parser::
 
-    {"format": "dataset_sync", "version": 1, "dataset": ..., "specs": [...], ..., "objects": [
+    {"format": "dataset_sync", "version": 2, "dataset": ..., "specs": [...], ..., "objects": [
     {"model": "app.model", "pk": 1, "fields": {...}},
     {"model": "app.model", "pk": 2, "fields": {...}}
     ], "count": 2, "spec_counts": [2], "sha256": "..."}
@@ -12,8 +12,10 @@ The header comes before the objects and the trailer after them. ``sha256`` is th
 the object lines (without the separating commas, each followed by a newline), so a truncated
 or edited file is found before anything is written. With a signing key, the trailer also
 carries ``signature``, an HMAC over the header and the digest (see ``signing.py``).
-feincms3-data's dumps
-(``{"version": 1, "specs": [...], "objects": [...]}``) are read too, without the digest.
+
+Version 2 writes every value exactly (``encoding.py``); version 1 wrote datetimes and times
+to the millisecond, as Django's JSON encoder does. Both are read, and so are feincms3-data's
+dumps (``{"version": 1, "specs": [...], "objects": [...]}``), without the digest.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ import hashlib
 import io
 import itertools
 import json
-import json.encoder
 import lzma
 import re
 import sys
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -38,10 +39,20 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.template.defaultfilters import pluralize
 
 from dataset_sync import signing
+from dataset_sync.encoding import ObjectEncoder, encode_as_django, encode_exactly
 from dataset_sync.errors import DumpFormatError, InvalidVersionError, UntrustedDumpError
 
 FORMAT = "dataset_sync"
-VERSION = 1
+#: The version written unless asked otherwise: values to the microsecond, decimals with
+#: every place.
+VERSION = 2
+#: How each version that can be written encodes an object. Version 1 is for loaders that read
+#: no other: feincms3-data's, and dataset_sync's before version 2.
+ENCODERS: dict[int, ObjectEncoder] = {1: encode_as_django, 2: encode_exactly}
+#: The versions read. Their objects differ only in how precisely values are written, so they
+#: load the same way: a version 1 value is compared with the target's as it is, to the
+#: millisecond, and a reload of a version 1 dump still writes nothing.
+READS = (1, 2)
 _OBJECTS_OPEN = ', "objects": ['
 _TRAILER_OPEN = "], "
 _COMPRESSORS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
@@ -60,46 +71,6 @@ class Writable(Protocol):
     """Where a dump goes: a file, stdout, or a management command's output wrapper."""
 
     def write(self, text: str, /) -> Any: ...
-
-
-#: One encoder for every object: json.dumps() would build a new one per call.
-_ENCODER = DjangoJSONEncoder(ensure_ascii=False)
-
-
-def _c_encoder() -> Callable[[Any, int], Sequence[str]] | None:
-    """The C encoder that ``_ENCODER.encode()`` builds on every call, built once.
-
-    Building it cost as much as encoding a row. Rows hold no cycles, so it need not look
-    for them. None where ``encode()`` would not use one either: the json module has no C
-    accelerator, or the output is indented.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None or _ENCODER.indent is not None:
-        return None
-    encoder: Callable[[Any, int], Sequence[str]] = make(
-        None,
-        _ENCODER.default,
-        json.encoder.encode_basestring_ascii
-        if _ENCODER.ensure_ascii
-        else json.encoder.encode_basestring,
-        None,
-        _ENCODER.key_separator,
-        _ENCODER.item_separator,
-        _ENCODER.sort_keys,
-        _ENCODER.skipkeys,
-        _ENCODER.allow_nan,
-    )
-    return encoder
-
-
-_C_ENCODER = _c_encoder()
-
-
-def encode_object(obj: dict[str, Any]) -> str:
-    """One object as its dump line: Django's JSON serializer encoding, on one line."""
-    if _C_ENCODER is not None:
-        return "".join(_C_ENCODER(obj, 0))
-    return _ENCODER.encode(obj)
 
 
 def _decode(text: str, where: str) -> Any:
@@ -220,12 +191,14 @@ class Header:
 class DumpWriter:
     """Writes a header, then objects one line each, then the trailer with count and digest.
 
-    With ``signing_key``, the trailer is signed.
+    Objects are encoded as the header's format version says. With ``signing_key``, the
+    trailer is signed.
     """
 
     def __init__(self, stream: Writable, header: Header, signing_key: str | None = None) -> None:
         self._stream = stream
         self._header = header
+        self._encode = ENCODERS[header.version]
         self._signing_key = signing_key
         self._digest = hashlib.sha256()
         self._pending: str | None = None
@@ -238,8 +211,9 @@ class DumpWriter:
         """Objects written from now on belong to the next spec."""
         self.spec_counts.append(0)
 
-    def write(self, line: str) -> None:
-        """Write one object, already encoded by :func:`encode_object`."""
+    def write(self, obj: dict[str, Any]) -> None:
+        """Write one object (Django's serializer representation) as its line."""
+        line = self._encode(obj)
         # One object is held back so that the last one is written without a comma.
         if self._pending is not None:
             self._stream.write(self._pending + ",\n")
@@ -326,7 +300,7 @@ class DumpReader:
             for index, obj in enumerate(objects if isinstance(objects, list) else ()):
                 _refuse_lone_surrogates(obj, f"object {index + 1}")
             _refuse_lone_surrogates(data, "the header")
-        if isinstance(data, dict) and data.get("version", VERSION) != VERSION:
+        if isinstance(data, dict) and data.get("version", VERSION) not in READS:
             # A dump of another version may have another shape: say that first.
             self._header_of(data)
         if not isinstance(data, dict) or not isinstance(data.get("objects"), list):
@@ -340,10 +314,11 @@ class DumpReader:
         if data.get("format", FORMAT) != FORMAT:
             raise self._error(f"not a dump: unknown format {data.get('format')!r}.")
         version = data.get("version")
-        if version != VERSION:
+        if version not in READS:
             raise InvalidVersionError(
-                f"format version {version!r} is not supported; this dataset_sync"
-                f" reads version {VERSION}. Use the same dataset_sync version on both sides."
+                f"format version {version!r} is not supported; this dataset_sync reads"
+                f" versions {' and '.join(map(str, READS))}. Use the same dataset_sync version"
+                " on both sides."
             )
         specs = data.get("specs")
         if not isinstance(specs, list):
@@ -387,6 +362,8 @@ class DumpReader:
             args=data.get("args") or "",
             vendor=data.get("vendor"),
             created=data.get("created"),
+            # The version read, not the one written: a signature covers it.
+            version=version,
             rules=rules,
             identities=identities,
         )
@@ -404,7 +381,8 @@ class DumpReader:
         if "format" in data:
             digest = hashlib.sha256()
             for obj in data["objects"]:
-                digest.update(encode_object(obj).encode() + b"\n")
+                # Parsed JSON holds no values that the versions encode differently.
+                digest.update(encode_exactly(obj).encode() + b"\n")
             self._verify_trailer(data, len(data["objects"]), digest.hexdigest())
         else:
             # feincms3-data dumps carry no trailer, no digest and no signature.

@@ -189,3 +189,17 @@ class Novel(Book):
     """A multi-table inheritance child: identified as its book."""
 
     genre = models.CharField(max_length=50)
+
+
+class Reading(models.Model):
+    """Values that need every digit: Django's JSON encoder cuts the microseconds of datetimes
+    and times, and writes small decimals with an exponent."""
+
+    taken = models.DateTimeField()
+    time_of_day = models.TimeField()
+    # Fifteen digits: SQLite keeps decimals as floats, which hold no more.
+    value = models.DecimalField(max_digits=15, decimal_places=7)
+    lasted = models.DurationField()
+
+    def __str__(self) -> str:
+        return f"{self.value} at {self.taken}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
+from decimal import Decimal
 from io import StringIO
 from typing import Any
 
@@ -43,6 +44,7 @@ from testapp.models import (
     Item,
     Node,
     Question,
+    Reading,
     Review,
     Tag,
 )
@@ -482,22 +484,67 @@ def test_specs_of_one_model_with_different_flags(tmp_path):
 
 
 def test_feincms3_data_loads_a_dataset_sync_dump(tmp_path):
-    """Going back stays possible: feincms3-data's loader reads dataset_sync's dumps."""
+    """Going back stays possible: feincms3-data's loader reads dataset_sync's dumps of format
+    version 1, which it reads alone (``dumpdata-spec --format-version 1``)."""
     _empty("default")
     make_source("default")
     path = tmp_path / "dump.json"
-    dump(specs=AUTHORS, output=path)
+    dump(specs=AUTHORS, output=path, format_version=1)
+    current = tmp_path / "version-2.json"
+    dump(specs=AUTHORS, output=current)
     expected = rows("default")
     for alias in ("default", "target"):
         _empty(alias)
         outdated(alias)
 
+    # Difference, on purpose: version 2 keeps microseconds, and feincms3-data refuses it.
+    with pytest.raises(f3.InvalidVersionError) as excinfo:
+        f3.load_dump(json.loads(current.read_text()))
+    assert str(excinfo.value) == "Invalid dump version 2"
     f3.load_dump(json.loads(path.read_text()))
     load(path, using="target", trust_dump_specs=True)
 
     assert rows("default") == rows("target")
     for label in ("testapp.question", "testapp.choice", "testapp.review"):
         assert rows("target")[label] == expected[label]
+
+
+#: The readings' digits below the second: none, milliseconds only, microseconds.
+MICROSECONDS = (0, 500000, 123456)
+
+
+def readings(alias: str) -> None:
+    for microsecond in MICROSECONDS:
+        Reading.objects.using(alias).create(
+            taken=dt.datetime(2026, 1, 2, 3, 4, 5, microsecond, tzinfo=dt.timezone.utc),
+            time_of_day=dt.time(3, 4, 5, microsecond),
+            value=Decimal("0.0000001"),
+            lasted=dt.timedelta(microseconds=microsecond),
+        )
+
+
+def reading_rows(cut: bool) -> list[tuple[Any, ...]]:
+    """The rows readings() makes; ``cut``: as Django's JSON encoder leaves them."""
+    result = []
+    for pk, microsecond in enumerate(MICROSECONDS, start=1):
+        kept = microsecond // 1000 * 1000 if cut else microsecond
+        taken = dt.datetime(2026, 1, 2, 3, 4, 5, kept, tzinfo=dt.timezone.utc)
+        # Durations are written as strings with every digit, by Django too.
+        lasted = dt.timedelta(microseconds=microsecond)
+        result.append((pk, taken, dt.time(3, 4, 5, kept), Decimal("0.0000001"), lasted))
+    return result
+
+
+@VIA
+def test_values_below_the_millisecond(tmp_path, via):
+    """Difference, on purpose, since format version 2: feincms3-data's dumps (Django's JSON
+    encoder) cut datetimes and times to the millisecond; dataset_sync's keep every digit.
+    From feincms3-data's dump, both tools load what it holds."""
+    specs = [{"model": "testapp.reading", "delete_missing": True}]
+    _before, theirs, ours = run_both(tmp_path, specs, readings, nothing, via)
+    assert reading_rows(cut=True) != reading_rows(cut=False)
+    assert theirs["testapp.reading"] == reading_rows(cut=True)
+    assert ours["testapp.reading"] == reading_rows(cut=via == "feincms3-data dump")
 
 
 def test_a_cascade_to_rows_the_dump_holds_is_refused(tmp_path):

@@ -58,7 +58,7 @@ def test_dump_header_describes_the_dataset(tmp_path):
     dump("authors:1", output=path)
     header = json.loads(path.read_text())
     assert header["format"] == "dataset_sync"
-    assert header["version"] == 1
+    assert header["version"] == 2
     assert (header["dataset"], header["args"]) == ("authors", "1")
     assert header["specs"][0] == {
         "model": "testapp.choice",

@@ -165,12 +165,12 @@ def test_content_after_the_trailer_is_refused(tmp_path, target_with_rows, good_d
 
 
 def test_unknown_format_version_is_refused(tmp_path, target_with_rows, good_dump, fails):
-    path = write(tmp_path, [good_dump[0].replace('"version": 1', '"version": 2'), *good_dump[1:]])
+    path = write(tmp_path, [good_dump[0].replace('"version": 2', '"version": 3'), *good_dump[1:]])
     fails(
         path,
         DumpFormatError,
-        f"{path}: format version 2 is not supported; this dataset_sync reads version 1."
-        " Use the same dataset_sync version on both sides.",
+        f"{path}: format version 3 is not supported; this dataset_sync reads versions 1 and"
+        " 2. Use the same dataset_sync version on both sides.",
         target_with_rows,
     )
 

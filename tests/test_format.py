@@ -8,32 +8,40 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from dataset_sync import dump, load
 from dataset_sync.errors import DumpFormatError
 from testapp.models import Author, Category, Choice, Question, Review, Tag
 
-GOLDEN = Path(__file__).parent / "golden" / "authors-1.json"
+from .conftest import Statements, dataset_state
+
+GOLDEN = Path(__file__).parent / "golden"
+#: The format written now, pinned by the test below.
+CURRENT = GOLDEN / "authors-1.v2.json"
+#: Format version 1, written by dataset_sync before version 2: it must keep loading.
+VERSION_1 = GOLDEN / "authors-1.v1.json"
 
 
-@pytest.mark.django_db
-def test_dump_format_is_pinned_by_a_golden_file(tmp_path):
-    """Changing the format must be deliberate: bump VERSION, then regenerate the file with
-    DATASET_SYNC_REGENERATE_GOLDEN=1."""
+def make_golden_source(pub_date: dt.datetime) -> None:
+    """The rows the golden files were dumped from, with the question's ``pub_date``."""
     tag = Tag.objects.create(pk=1, name="zürich")
     Category.objects.create(pk=1, name="news")
     author = Author.objects.create(pk=1, name="Ada", email="ada@example.com")
     question = Question.objects.create(
-        pk=1,
-        author=author,
-        category_id=1,
-        text='Say "hi"?',
-        pub_date=dt.datetime(2026, 11, 23, 12, 0, 0, 500000, tzinfo=dt.timezone.utc),
+        pk=1, author=author, category_id=1, text='Say "hi"?', pub_date=pub_date
     )
     question.tags.set([tag])
     Choice.objects.create(pk=1, question=question, text="yes", votes=3, score=Decimal("1.50"))
     Review.objects.create(pk=1, question=question, author=author, rating=5)
     Author.objects.filter(pk=1).update(favorite_question=question)
+
+
+@pytest.mark.django_db
+def test_dump_format_is_pinned_by_a_golden_file(tmp_path):
+    """Changing the format must be deliberate: bump VERSION, keep the old golden file loading
+    (below), then write the new one with DATASET_SYNC_REGENERATE_GOLDEN=1."""
+    make_golden_source(dt.datetime(2026, 11, 23, 12, 0, 0, 500123, tzinfo=dt.timezone.utc))
 
     path = tmp_path / "dump.json"
     dump("authors:1", output=path)
@@ -41,8 +49,27 @@ def test_dump_format_is_pinned_by_a_golden_file(tmp_path):
     text = re.sub(r'"created": "[^"]+"', '"created": "<created>"', path.read_text())
     text = re.sub(r'"vendor": "[^"]+"', '"vendor": "<vendor>"', text)
     if os.environ.get("DATASET_SYNC_REGENERATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+        CURRENT.write_text(text)
+    assert text == CURRENT.read_text()
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_dump_of_format_version_1_loads_and_its_reload_writes_nothing():
+    """Version 1 wrote datetimes to the millisecond; its values load and compare as they are."""
+    # The golden file's source: a pub_date with no digits below the millisecond, so version 1
+    # held it exactly.
+    make_golden_source(dt.datetime(2026, 11, 23, 12, 0, 0, 500000, tzinfo=dt.timezone.utc))
+    assert '"version": 1,' in VERSION_1.read_text()
+
+    report = load(VERSION_1, using="target")
+
+    assert report.counts["testapp.question"].created == 1
+    assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
+    statements = Statements()
+    with connections["target"].execute_wrapper(statements):
+        report = load(VERSION_1, using="target")
+    assert statements.writes() == []
+    assert not report.changed
 
 
 @pytest.mark.django_db(databases=["default", "target"], transaction=True)

@@ -180,4 +180,5 @@ def test_spec_helpers_expand_to_one_spec_per_model():
         "testapp.publisher",
         "testapp.book",
         "testapp.novel",
+        "testapp.reading",
     ]

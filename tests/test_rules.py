@@ -752,7 +752,7 @@ def test_a_dump_signed_before_dumps_named_their_rules_still_verifies(tmp_path):
     stream = StringIO()
     writer = DumpWriter(stream, header, key)
     writer.start_spec()
-    writer.write('{"model": "testapp.tag", "pk": 7, "fields": {"name": "python"}}')
+    writer.write({"model": "testapp.tag", "pk": 7, "fields": {"name": "python"}})
     writer.close()
     assert '"rules"' not in stream.getvalue()
     path = tmp_path / "old.json"

@@ -23,7 +23,7 @@ from dataset_sync.dump import rules
 from dataset_sync.dump.references import References
 from dataset_sync.dump.serialize import RowSerializer
 from dataset_sync.errors import DumpWriteError, InvalidSpecError
-from dataset_sync.format import DumpWriter, Header, Writable, encode_object, open_output
+from dataset_sync.format import ENCODERS, VERSION, DumpWriter, Header, Writable, open_output
 from dataset_sync.identity import Identities
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Dataset, Mapper, get_dataset, parse
@@ -53,6 +53,7 @@ def dump(
     mappers: dict[str, Mapper] | None = None,
     log: Log | None = None,
     on_batch: OnBatch | None = None,
+    format_version: int = VERSION,
 ) -> DumpSummary:
     """Write the rows of ``dataset`` (``"name:args"``) or of ``specs`` to ``output``.
 
@@ -71,7 +72,16 @@ def dump(
 
     ``log`` gets a line per spec; ``on_batch(label, done)`` is called after each batch of a
     spec's rows with the spec's model label, for a progress display.
+
+    ``format_version=1`` writes datetimes and times to the millisecond, as Django's JSON
+    encoder does, for loaders that read no other version: feincms3-data's, and dataset_sync's
+    before version 2.
     """
+    if format_version not in ENCODERS:
+        raise ValueError(
+            f"dump(): format_version {format_version!r} cannot be written; use one of"
+            f" {', '.join(map(str, ENCODERS))}."
+        )
     if isinstance(dataset, str):
         name, args = parse(dataset)
         dataset = get_dataset(name)
@@ -91,6 +101,7 @@ def dump(
     for spec in resolved:
         spec.check_flags()
     scrub = _resolve_rules(resolved, dataset)
+    header.version = format_version
     header.rules = scrub.header
     identities = Identities.of(resolved)
     header.identities = identities.as_json() or None
@@ -224,7 +235,7 @@ def _write(
 
     def emit(data: dict[str, Any]) -> None:
         mapper = mappers.get(data["model"])
-        writer.write(encode_object(mapper(data) if mapper else data))
+        writer.write(mapper(data) if mapper else data)
 
     batch_size = conf.batch_size()
     for spec, field_rules in zip(specs, spec_rules, strict=True):

@@ -8,6 +8,7 @@ from django.template.defaultfilters import pluralize
 
 from dataset_sync.dump import dump
 from dataset_sync.errors import DatasetSyncError
+from dataset_sync.format import ENCODERS, VERSION
 from dataset_sync.progress import TerminalProgress
 
 
@@ -27,9 +28,27 @@ class Command(BaseCommand):
             choices=tuple(connections),
             help="The database to dump from.",
         )
+        parser.add_argument(
+            "--format-version",
+            type=int,
+            default=VERSION,
+            choices=tuple(ENCODERS),
+            help=(
+                f"The dump format version to write (default {VERSION}). 1 cuts datetimes and"
+                " times to the millisecond, for loaders that read no other: feincms3-data's,"
+                " and dataset_sync's before version 2."
+            ),
+        )
 
     def handle(
-        self, *, dataset: str, output: str | None, database: str, verbosity: int, **options: Any
+        self,
+        *,
+        dataset: str,
+        output: str | None,
+        database: str,
+        format_version: int,
+        verbosity: int,
+        **options: Any,
     ) -> None:
         # Rows and rates only on a terminal: logs and pipes get the summary alone.
         meter = TerminalProgress(self.stderr) if verbosity >= 1 and self.stderr.isatty() else None
@@ -44,6 +63,7 @@ class Command(BaseCommand):
                 using=database,
                 log=log,
                 on_batch=meter,
+                format_version=format_version,
             )
         except DatasetSyncError as exc:
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
