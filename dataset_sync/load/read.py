@@ -1,6 +1,8 @@
 """The first stage of a load: read a dump once, verify it, and spool its objects.
 
-A dump's specs must be what this database's own registry declares for the dump's dataset and
+The schema the dump was written with must fit this database's (``schema.py``): that is
+decided first, since every later check reads the dump through this database's models. A
+dump's specs must be what this database's own registry declares for the dump's dataset and
 arguments (unless the caller trusts the dump), its specs must make sense here, and its
 trailer (count, digest and, with a signing key, signature) must match its content. All of it
 is checked while the file is read, before the load's transaction starts, so a truncated,
@@ -9,6 +11,7 @@ edited or foreign file is refused before anything is written or locked.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import IO, Any
 from django.apps import apps
 from django.db import models
 
-from dataset_sync import conf, registry
+from dataset_sync import conf, registry, schema
 from dataset_sync.dump import rules
 from dataset_sync.errors import IdentityMismatchError, InvalidSpecError, SchemaMismatchError
 from dataset_sync.format import DumpReader, Header, open_input
@@ -46,6 +49,8 @@ class VerifiedDump:
     selection: Selection
     #: The after_write hooks of the dataset this database declares for the dump, if any.
     hooks: tuple[Hook, ...] = ()
+    #: How this database's schema differs from the dump's, where the load goes on anyway.
+    drift: list[schema.Drift] = dataclasses.field(default_factory=list)
 
     @property
     def keys(self) -> dict[type[models.Model], set[Any]]:
@@ -82,14 +87,20 @@ def read(
     using: str,
     trust_dump_specs: bool,
     on_batch: OnBatch | None,
+    ignorenonexistent: bool = False,
 ) -> VerifiedDump:
     """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
 
-    Errors do not name the dump; the caller adds its name once (``in_file()``).
+    Reads ``using`` and writes nothing to it. Errors do not name the dump; the caller adds
+    its name once (``in_file()``). ``ignorenonexistent`` lets a dump with fields or
+    migrations this database lacks through: their values are skipped.
     """
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
+        drift = []
+        if reader.header.schema is not None:
+            drift = schema.compare(reader.header.schema, using, ignorenonexistent)
         specs = _specs(reader.header, using, trust_dump_specs)
         identities = _identities(reader.header, specs)
         directory.mkdir()
@@ -112,6 +123,7 @@ def read(
             spooler.objects,
             selection,
             declared.after_write if declared else (),
+            drift,
         )
     finally:
         if stream is not source:
