@@ -376,3 +376,64 @@ def test_check_refuses_a_truncated_dump(tmp_path):
     assert str(excinfo.value) == (
         f"{path}: trailer missing after 1 object; the file is truncated. Dump it again."
     )
+
+
+def test_a_column_renamed_or_a_field_made_nullable_loads_and_is_listed(tmp_path):
+    Gadget.objects.create(pk=1, name="kettle", weight=2)
+    path = copy(tmp_path, "gadgets")
+    # As if the source's weight had another column and its maker could not be NULL.
+    weight = '"weight": {"column": "weight", '
+    maker = '"maker": {"column": "maker_id", "type": "ForeignKey", "null": true'
+    path.write_text(
+        path.read_text()
+        .replace(weight, weight.replace('"weight",', '"weight_g",'), 1)
+        .replace(maker, maker.replace("true", "false"), 1)
+    )
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target")
+
+    lines, _fields = summary(out)
+    assert lines == [
+        "schema drift: drift.gadget.maker: NULL is allowed here, not where the dump was made",
+        "schema drift: drift.gadget.weight: column 'weight' here, 'weight_g' where dumped",
+        "drift.gadget: 1 created, 0 updated, 0 unchanged, 0 deleted",
+        f"Changed 1 row ({path}).",
+    ]
+    assert list(Gadget.objects.using("target").values_list("pk", "name", "weight")) == [
+        (1, "kettle", 2)
+    ]
+
+
+def test_an_app_the_target_does_not_install_is_refused(tmp_path):
+    Gadget.objects.create(name="kettle")
+    path = copy(tmp_path, "gadgets")
+    path.write_text(
+        path.read_text().replace(
+            '"migrations": {"drift": ["0002_ahead"]}',
+            '"migrations": {"drift": ["0002_ahead"], "gone": ["0001_initial"]}',
+            1,
+        )
+    )
+    refused_everywhere(
+        path,
+        f"{path}: the dump's schema does not fit this database's: gone: the app is not installed"
+        " on this database. Migrate the source as far as this database and dump again.",
+        drift_rows("target"),
+    )
+
+
+def test_a_malformed_schema_record_is_refused(tmp_path):
+    Gadget.objects.create(name="kettle")
+    path = copy(tmp_path, "gadgets")
+    path.write_text(
+        path.read_text().replace('"migrations": {"drift": ["0002_ahead"]}', '"migrations": [0]')
+    )
+    before = drift_rows("target")
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target", "--check")
+    assert excinfo.value.returncode == 4
+    assert str(excinfo.value) == (
+        f"{path}: the header's 'schema' must hold the Django version, the migrations per app and"
+        " the fields per model. Dump it again."
+    )
+    assert drift_rows("target") == before
