@@ -160,7 +160,8 @@ class Drift:
     had not), ``migrations_skipped`` (the other way round, under --ignorenonexistent),
     ``field_not_in_dump`` (updated rows keep this database's values, new rows get the
     default), ``field_skipped`` (a dumped field this database lacks, under
-    --ignorenonexistent), ``null_allowed`` or ``column_renamed``.
+    --ignorenonexistent), ``null_allowed``, ``column_renamed`` or ``field_renamed`` (the
+    dump's field ``detail`` is loaded as ``field``, see ``renames.py``).
     """
 
     change: str
@@ -184,6 +185,7 @@ class Drift:
             " (--ignorenonexistent)",
             "null_allowed": "NULL is allowed here, not where the dump was made",
             "column_renamed": f"column {self.detail}",
+            "field_renamed": f"loaded from the dump's '{self.detail}' (DATASET_SYNC_RENAMES)",
         }[self.change]
         return f"schema drift: {where}: {what}"
 
@@ -283,8 +285,9 @@ def _compare_model(
         else:
             if mine["null"] and not theirs["null"]:
                 drift.append(Drift("null_allowed", meta.app_label, label, name))
-            if mine["column"] != theirs.get("column"):
-                detail = f"'{mine['column']}' here, '{theirs.get('column')}' where dumped"
+            # A renamed field's fingerprint has no column (renames.py): the rename says it.
+            if "column" in theirs and mine["column"] != theirs["column"]:
+                detail = f"'{mine['column']}' here, '{theirs['column']}' where dumped"
                 drift.append(Drift("column_renamed", meta.app_label, label, name, detail=detail))
     for name in [name for name in ours if name not in dumped]:
         field: Any = meta.get_field(name)

@@ -10,11 +10,13 @@ database of its own. Dumps of each state are loaded into the other.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import django
 import pytest
+from django.core import checks as django_checks
 from django.core.management.base import CommandError
 from django.db import connections
 
@@ -437,3 +439,99 @@ def test_a_malformed_schema_record_is_refused(tmp_path):
         " the fields per model. Dump it again."
     )
     assert drift_rows("target") == before
+
+
+RENAMES = {"drift.part": {"label": "title"}}
+
+
+def test_a_declared_rename_loads_a_dump_from_before_it(older, tmp_path, settings):
+    settings.DATASET_SYNC_RENAMES = RENAMES
+    older.execute(
+        "from testapp.drift_v1.models import Part\n"
+        "Part.objects.create(pk=1, label='axle')\n"
+        "Part.objects.create(pk=2, label='wheel')\n"
+    )
+    path = older_dump(older, tmp_path, "parts")
+    Part.objects.using("target").create(pk=1, title="old axle")
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target")
+
+    lines, _fields = summary(out)
+    assert lines == [
+        "schema drift: drift.part.title: loaded from the dump's 'label' (DATASET_SYNC_RENAMES)",
+        "schema drift: drift: this database has applied 0002_ahead, which the dump's source had"
+        " not",
+        "drift.part: 1 created, 1 updated, 0 unchanged, 0 deleted",
+        f"Changed 2 rows ({path}).",
+    ]
+    assert list(Part.objects.using("target").order_by("pk").values_list("pk", "title")) == [
+        (1, "axle"),
+        (2, "wheel"),
+    ]
+    assert not load(path, using="target").changed
+
+
+def test_a_declared_rename_changes_nothing_for_a_dump_from_after_it(tmp_path, settings):
+    settings.DATASET_SYNC_RENAMES = RENAMES
+    Part.objects.create(pk=1, title="axle")
+    report = load(copy(tmp_path, "parts"), using="target")
+    assert report.drift == []
+    assert list(Part.objects.using("target").values_list("pk", "title")) == [(1, "axle")]
+
+
+def test_a_declared_rename_applies_to_a_dump_without_a_schema_record(tmp_path, settings):
+    settings.DATASET_SYNC_RENAMES = RENAMES
+    path = tmp_path / "old.json"
+    document = {
+        "format": "dataset_sync",
+        "version": 1,
+        "dataset": "parts",
+        "args": "",
+        "specs": [{"model": "drift.part"}],
+        "objects": [{"model": "drift.part", "pk": 3, "fields": {"label": "axle"}}],
+    }
+    document["count"] = 1
+    document["sha256"] = hashlib.sha256(
+        b'{"model": "drift.part", "pk": 3, "fields": {"label": "axle"}}\n'
+    ).hexdigest()
+    path.write_text(json.dumps(document))
+    report = load(path, using="target")
+    assert [str(drift) for drift in report.drift] == [
+        "schema drift: drift.part.title: loaded from the dump's 'label' (DATASET_SYNC_RENAMES)"
+    ]
+    assert list(Part.objects.using("target").values_list("pk", "title")) == [(3, "axle")]
+
+
+@pytest.mark.parametrize(
+    ("renames", "messages"),
+    [
+        (
+            {"drift.part": ["label"]},
+            [
+                "DATASET_SYNC_RENAMES must map model labels to dicts of old field names to new"
+                " ones, not {'drift.part': ['label']}."
+            ],
+        ),
+        (
+            {"drift.gone": {"a": "b"}},
+            ["DATASET_SYNC_RENAMES: 'drift.gone' is not an installed model."],
+        ),
+        (
+            {"drift.part": {"title": "name"}},
+            [
+                "DATASET_SYNC_RENAMES: drift.part has no field 'name' to load 'title' into.",
+                "DATASET_SYNC_RENAMES: drift.part still has a field 'title'; only a name the model"
+                " no longer has can be renamed.",
+            ],
+        ),
+        (RENAMES, []),
+    ],
+)
+def test_renames_that_cannot_work_are_system_check_errors(settings, renames, messages):
+    settings.DATASET_SYNC_RENAMES = renames
+    found = [
+        (message.id, message.msg)
+        for message in django_checks.run_checks()
+        if message.id and message.id.startswith("dataset_sync.")
+    ]
+    assert found == [("dataset_sync.E009", message) for message in messages]

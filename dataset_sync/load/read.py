@@ -1,7 +1,8 @@
 """The first stage of a load: read a dump once, verify it, and spool its objects.
 
-The schema the dump was written with must fit this database's (``schema.py``): that is
-decided first, since every later check reads the dump through this database's models. A
+The schema the dump was written with must fit this database's (``schema.py``), fields
+renamed since (``renames.py``) read under their new names: that is decided first, since
+every later check reads the dump through this database's models. A
 dump's specs must be what this database's own registry declares for the dump's dataset and
 arguments (unless the caller trusts the dump), its specs must make sense here, and its
 trailer (count, digest and, with a signing key, signature) must match its content. All of it
@@ -28,6 +29,7 @@ from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Hook
+from dataset_sync.renames import Renames
 from dataset_sync.specs import Spec
 
 DumpSource = str | Path | IO[str]
@@ -98,15 +100,20 @@ def read(
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
-        drift = []
-        if reader.header.schema is not None:
-            drift = schema.compare(reader.header.schema, using, ignorenonexistent)
-        specs = _specs(reader.header, using, trust_dump_specs)
-        identities = _identities(reader.header, specs)
+        # The dump is read as if written with the fields' new names; the reader verifies
+        # digest and signature against the file as it is.
+        renames = Renames.for_dump(reader.header)
+        header = renames.header(reader.header)
+        drift = renames.drift()
+        if header.schema is not None:
+            drift += schema.compare(header.schema, using, ignorenonexistent)
+        specs = _specs(header, using, trust_dump_specs)
+        identities = _identities(header, specs)
         directory.mkdir()
         spooler = Spooler(directory, specs, using, conf.batch_size())
         try:
             for batch in reader.batches():
+                renames.objects(batch)
                 spooler.add(batch)
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)
@@ -114,10 +121,10 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
-        declared = registry.datasets().get(reader.header.dataset or "")
+        declared = registry.datasets().get(header.dataset or "")
         return VerifiedDump(
             source_name(source),
-            reader.header,
+            header,
             specs,
             identities,
             spooler.objects,
