@@ -22,7 +22,8 @@ from django.db import connections
 
 from dataset_sync import check, load
 from dataset_sync.errors import SchemaDriftError
-from dataset_sync.format import DumpReader
+from dataset_sync.format import DumpReader, Header
+from dataset_sync.renames import Renames
 from testapp.drift_v2.models import Accessory, Gadget, Maker, Part
 
 from .conftest import Statements, copy, run, summary
@@ -487,7 +488,7 @@ def test_a_declared_rename_applies_to_a_dump_without_a_schema_record(tmp_path, s
         "version": 1,
         "dataset": "parts",
         "args": "",
-        "specs": [{"model": "drift.part"}],
+        "specs": [{"model": "drift.part", "filter": {"label__isnull": False}}],
         "objects": [{"model": "drift.part", "pk": 3, "fields": {"label": "axle"}}],
     }
     document["count"] = 1
@@ -535,3 +536,37 @@ def test_renames_that_cannot_work_are_system_check_errors(settings, renames, mes
         if message.id and message.id.startswith("dataset_sync.")
     ]
     assert found == [("dataset_sync.E009", message) for message in messages]
+
+
+def test_a_rename_reaches_every_place_a_header_names_the_field():
+    header = Header(
+        specs=[
+            {
+                "model": "drift.part",
+                "filter": {"label__startswith": "a", "id__in": [1]},
+                "defer_values": ["label"],
+                "rules": {"label": "keep"},
+                "identity": ["label"],
+            },
+            {"model": "drift.gadget", "filter": {"label": "x"}},
+        ],
+        rules={"drift.part": {"label": "keep"}, "drift.gadget": {"label": "keep"}},
+        identities={"drift.part": ["label"], "drift.gadget": "natural_key"},
+    )
+    renamed = Renames(RENAMES).header(header)
+    assert (renamed.specs, renamed.rules, renamed.identities) == (
+        [
+            {
+                "model": "drift.part",
+                "filter": {"title__startswith": "a", "id__in": [1]},
+                "defer_values": ["title"],
+                "rules": {"title": "keep"},
+                "identity": ["title"],
+            },
+            {"model": "drift.gadget", "filter": {"label": "x"}},
+        ],
+        {"drift.part": {"title": "keep"}, "drift.gadget": {"label": "keep"}},
+        {"drift.part": ["title"], "drift.gadget": "natural_key"},
+    )
+    # The header as read is left as it was: the signature is checked against it.
+    assert header.specs[0]["defer_values"] == ["label"]

@@ -1,4 +1,4 @@
-"""The drift app's datasets; both states declare them alike, as deployed projects would."""
+"""The drift app's datasets before 0002_ahead; drift_v2 declares them after it."""
 
 from __future__ import annotations
 
@@ -17,4 +17,4 @@ def makers(args: str) -> list[Spec]:
 
 @register("parts")
 def parts(args: str) -> list[Spec]:
-    return [Spec("drift.part")]
+    return [Spec("drift.part", filter={"label__isnull": False})]
