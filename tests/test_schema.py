@@ -570,3 +570,29 @@ def test_a_rename_reaches_every_place_a_header_names_the_field():
     )
     # The header as read is left as it was: the signature is checked against it.
     assert header.specs[0]["defer_values"] == ["label"]
+
+
+def test_check_reports_as_json(older, tmp_path):
+    path = older_dump(older, tmp_path, "gadgets")
+    before = drift_rows("target")
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--check", "--json")
+
+    report = json.loads(out)
+    assert report.pop("duration") >= 0
+    assert [drift["change"] for drift in report.pop("drift")] == [
+        "migrations_ahead",
+        "field_not_in_dump",
+        "field_not_in_dump",
+    ]
+    assert report == {
+        "status": "checked",
+        "exit_code": 0,
+        "error": None,
+        "dry_run": False,
+        "sources": [str(path)],
+        "datasets": [{"dataset": "gadgets", "args": ""}],
+        "models": {},
+        "totals": {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0},
+    }
+    assert drift_rows("target") == before
