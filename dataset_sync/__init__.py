@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataset_sync.dump import DumpSummary, dump, rules
 from dataset_sync.errors import DatasetSyncError
-from dataset_sync.load import load
+from dataset_sync.load import check, load
 from dataset_sync.load.guards import DeleteLimit
 from dataset_sync.registry import Dataset, register, unregister
 from dataset_sync.report import LoadReport, ModelCounts
@@ -25,6 +25,7 @@ __all__ = [
     "LoadReport",
     "ModelCounts",
     "Spec",
+    "check",
     "dump",
     "load",
     "register",

@@ -23,12 +23,16 @@ dataset_sync.E008  an identity cannot work as declared: DATASET_SYNC_IDENTITIES 
                    the base model's or no unique constraint covers them, a natural key
                    identity lacks natural_key() or get_by_natural_key(), or declarations of
                    one model differ
+dataset_sync.E009  DATASET_SYNC_RENAMES cannot work as declared: it has the wrong shape,
+                   names a model that is not installed, a new name that is no field of the
+                   model, or an old name the model still has
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured
 
@@ -52,7 +56,7 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     only what can be checked without arguments is checked (DATASET_SYNC_RULES_STRICT makes
     their dumps refuse personal fields without rules instead).
     """
-    errors = _check_rules_settings()
+    errors = _check_rules_settings() + _check_renames()
     project_identities = _check_identities("", [])
     errors.extend(project_identities)
     for name, dataset in sorted(datasets().items()):
@@ -95,6 +99,37 @@ def _check_identities(prefix: str, specs: list[Spec]) -> list[checks.CheckMessag
             )
         ]
     return []
+
+
+def _check_renames() -> list[checks.CheckMessage]:
+    """Renames a load could not apply: the model must have the new name and not the old."""
+    hint = (
+        "DATASET_SYNC_RENAMES maps model labels on this database to {old field name: new"
+        " field name}, for dumps written before the rename."
+    )
+    try:
+        renames = conf.renames_setting()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint=hint, id="dataset_sync.E009")]
+    problems = []
+    for label, fields in sorted(renames.items()):
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            problems.append(f"DATASET_SYNC_RENAMES: '{label}' is not an installed model.")
+            continue
+        names = {field.name for field in model._meta.get_fields()}
+        for old, new in fields.items():
+            if new not in names:
+                problems.append(
+                    f"DATASET_SYNC_RENAMES: {label} has no field '{new}' to load '{old}' into."
+                )
+            if old in names:
+                problems.append(
+                    f"DATASET_SYNC_RENAMES: {label} still has a field '{old}'; only a name the"
+                    " model no longer has can be renamed."
+                )
+    return [checks.Error(problem, hint=hint, id="dataset_sync.E009") for problem in problems]
 
 
 def _check_rules_settings() -> list[checks.CheckMessage]:

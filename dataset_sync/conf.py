@@ -104,3 +104,23 @@ def rules_secret() -> str:
         "DATASET_SYNC_RULES_SECRET"
     )
     return str(value) if value else str(settings.SECRET_KEY)
+
+
+def renames_setting() -> dict[str, dict[str, str]]:
+    """DATASET_SYNC_RENAMES: fields renamed on this database that dumps may still name by
+    their old names, per model label: ``{"shop.part": {"label": "title"}}`` (old to new)."""
+    value = getattr(settings, "DATASET_SYNC_RENAMES", None) or {}
+    if not (
+        isinstance(value, dict)
+        and all(
+            isinstance(label, str)
+            and isinstance(fields, dict)
+            and all(isinstance(name, str) for pair in fields.items() for name in pair)
+            for label, fields in value.items()
+        )
+    ):
+        raise ImproperlyConfigured(
+            "DATASET_SYNC_RENAMES must map model labels to dicts of old field names to new"
+            f" ones, not {value!r}."
+        )
+    return {label.lower(): fields for label, fields in value.items()}

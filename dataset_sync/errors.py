@@ -60,6 +60,11 @@ class SchemaMismatchError(DatasetSyncError):
     """The dump names a model or field the target database does not have."""
 
 
+class SchemaDriftError(SchemaMismatchError):
+    """The schema the dump was written with does not fit this database's: it is behind, or
+    the two disagree. Found before anything is written."""
+
+
 class IdentityMismatchError(SchemaMismatchError):
     """The dump recognises rows of a model otherwise than this database declares."""
 

@@ -38,7 +38,7 @@ from typing import IO, Any, Protocol
 from django.core.serializers.json import DjangoJSONEncoder
 from django.template.defaultfilters import pluralize
 
-from dataset_sync import signing
+from dataset_sync import schema, signing
 from dataset_sync.encoding import ObjectEncoder, encode_as_django, encode_exactly
 from dataset_sync.errors import DumpFormatError, InvalidVersionError, UntrustedDumpError
 
@@ -172,6 +172,9 @@ class Header:
     #: How rows of models other than by primary key are recognised: ``{model label:
     #: "natural_key" or [field, ...]}``. None for dumps written before the header had it.
     identities: dict[str, Any] | None = None
+    #: The schema the dump was written with (``schema.record()``): Django version, applied
+    #: migrations, fields per model. None for dumps written before the header had it.
+    schema: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -185,6 +188,8 @@ class Header:
             data["rules"] = self.rules
         if self.identities is not None:
             data["identities"] = self.identities
+        if self.schema is not None:
+            data["schema"] = self.schema
         return {**data, "vendor": self.vendor, "created": self.created}
 
 
@@ -356,6 +361,12 @@ class DumpReader:
                 "the header's 'identities' must map models to 'natural_key' or a list of field"
                 " names. Dump it again."
             )
+        record = data.get("schema")
+        if record is not None and not schema.is_record(record):
+            raise self._error(
+                "the header's 'schema' must hold the Django version, the migrations per app and"
+                " the fields per model. Dump it again."
+            )
         return Header(
             specs=specs,
             dataset=data.get("dataset"),
@@ -366,6 +377,7 @@ class DumpReader:
             version=version,
             rules=rules,
             identities=identities,
+            schema=record,
         )
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:

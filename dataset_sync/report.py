@@ -15,6 +15,7 @@ from dataset_sync.errors import (
     DatasetSyncError,
 )
 from dataset_sync.format import Header
+from dataset_sync.schema import Drift
 
 _ACTIONS = ("created", "updated", "unchanged", "deleted", "cascaded")
 _FAILURES = {
@@ -53,6 +54,10 @@ class LoadReport:
     counts: dict[str, ModelCounts] = field(default_factory=dict)
     headers: list[Header] = field(default_factory=list)
     duration: float = 0.0
+    #: How this database's schema differs from the dumps' where the load went on anyway.
+    drift: list[Drift] = field(default_factory=list)
+    #: Made by :func:`~dataset_sync.load.check`: the dumps were checked, nothing was loaded.
+    checked: bool = False
 
     def add(self, label: str, **counts: int) -> None:
         """Add ``counts`` (``created=2``, ...) to the model ``label``, listing it if it is new."""
@@ -65,8 +70,12 @@ class LoadReport:
         return any(counts.changed for counts in self.counts.values())
 
     def lines(self) -> list[str]:
-        """One summary line per model, then a closing line for logs."""
-        lines = []
+        """A line per schema difference, one summary line per model, then a closing line."""
+        lines = [str(drift) for drift in self.drift]
+        sources = ", ".join(self.sources)
+        if self.checked:
+            lines.append(f"Checked {sources}: it would load; nothing was written.")
+            return lines
         for label, counts in self.counts.items():
             parts = [
                 f"{counts.created:,} created",
@@ -77,7 +86,6 @@ class LoadReport:
             if counts.cascaded:
                 parts.append(f"{counts.cascaded:,} deleted by cascade")
             lines.append(f"{label}: {', '.join(parts)}")
-        sources = ", ".join(self.sources)
         if not self.changed:
             verb = "Dry run: nothing to change" if self.dry_run else "Nothing to change"
             lines.append(f"{verb} ({sources}).")
@@ -91,11 +99,13 @@ class LoadReport:
     def as_dict(self, exit_code: int = 0, error: DatasetSyncError | None = None) -> dict[str, Any]:
         """The report as plain data (``loaddata-spec --json``), with the run's outcome.
 
-        ``status`` is ``changed``, ``unchanged``, or for a failed load ``bad_input``,
-        ``refused`` or ``lock_timeout`` (by ``exit_code``); nothing was written unless it
-        is ``changed`` and ``dry_run`` is false.
+        ``status`` is ``changed``, ``unchanged``, ``checked`` (``--check``), or for a failed
+        load ``bad_input``, ``refused`` or ``lock_timeout`` (by ``exit_code``); nothing was
+        written unless it is ``changed`` and ``dry_run`` is false.
         """
-        if error is None:
+        if error is None and self.checked:
+            status = "checked"
+        elif error is None:
             status = "changed" if self.changed else "unchanged"
         else:
             status = _FAILURES.get(exit_code, "bad_input")
@@ -112,6 +122,7 @@ class LoadReport:
             "datasets": [
                 {"dataset": header.dataset, "args": header.args} for header in self.headers
             ],
+            "drift": [drift.as_dict() for drift in self.drift],
             "models": models,
             "totals": totals,
             "duration": round(self.duration, 3),

@@ -24,13 +24,14 @@ SIGNED_HEADER = (
     "specs",
     "rules",
     "identities",
+    "schema",
     "vendor",
     "created",
 )
 SIGNED_TRAILER = ("count", "spec_counts", "sha256")
 #: Header fields signed only when present, so that dumps written before they existed keep
 #: their signatures; removing or adding one still breaks the signature.
-_SIGNED_WHEN_PRESENT = frozenset({"rules", "identities"})
+_SIGNED_WHEN_PRESENT = frozenset({"rules", "identities", "schema"})
 
 
 def _message(header: Mapping[str, Any], trailer: Mapping[str, Any]) -> str:

@@ -52,6 +52,8 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "dataset_sync",
     "testapp",
+    # The newer of the drift app's two states; settings_drift_v1 installs the older one.
+    "testapp.drift_v2",
 ]
 SECRET_KEY = "dataset-sync-tests-only"
 # Test data only: fields without a rule of their dataset are dumped as they are.

@@ -227,6 +227,7 @@ def test_json_report(tmp_path):
         "dry_run": False,
         "sources": [str(path)],
         "datasets": [{"dataset": "authors", "args": "1"}],
+        "drift": [],
         "models": {
             label: {"created": created, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0}
             for label, created in [

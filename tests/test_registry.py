@@ -16,7 +16,20 @@ from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError, Unknown
 from testapp.models import Item
 
 #: What testapp/datasets.py registers.
-REGISTERED = ["authors", "books", "comments", "everything", "items", "people", "questions", "tree"]
+REGISTERED = [
+    "accessories",
+    "authors",
+    "books",
+    "comments",
+    "everything",
+    "gadgets",
+    "items",
+    "makers",
+    "parts",
+    "people",
+    "questions",
+    "tree",
+]
 
 
 def feincms3_datasets():
@@ -51,8 +64,8 @@ def test_unknown_dataset_lists_the_known_ones():
     with pytest.raises(UnknownDatasetError) as excinfo:
         registry.get_dataset("nope")
     assert str(excinfo.value) == (
-        "Unknown dataset 'nope'; known datasets: authors, books, comments, everything, items,"
-        " people, questions, tree."
+        "Unknown dataset 'nope'; known datasets: accessories, authors, books, comments,"
+        " everything, gadgets, items, makers, parts, people, questions, tree."
     )
 
 
@@ -78,8 +91,8 @@ def test_unregister_removes_a_registration_and_returns_it(restore_registry):
     with pytest.raises(UnknownDatasetError) as excinfo:
         registry.get_dataset("tags")
     assert str(excinfo.value) == (
-        "Unknown dataset 'tags'; known datasets: authors, books, comments, everything, items,"
-        " people, questions, tree."
+        "Unknown dataset 'tags'; known datasets: accessories, authors, books, comments,"
+        " everything, gadgets, items, makers, parts, people, questions, tree."
     )
 
 
@@ -99,8 +112,9 @@ def test_unregistering_a_name_that_is_not_registered_is_an_error(restore_registr
     with pytest.raises(UnknownDatasetError) as excinfo:
         unregister("nope")
     assert str(excinfo.value) == (
-        "Cannot unregister dataset 'nope': it is not registered (registered datasets: authors,"
-        " books, comments, everything, items, people, questions, tree)."
+        "Cannot unregister dataset 'nope': it is not registered (registered datasets:"
+        " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
+        " people, questions, tree)."
     )
     assert sorted(registry.datasets()) == REGISTERED
 
@@ -111,7 +125,8 @@ def test_unregister_leaves_the_datasets_of_the_setting_alone(restore_registry):
         unregister("f3-tags")
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'f3-tags': it is not registered (registered datasets:"
-        " authors, books, comments, everything, items, people, questions, tree)."
+        " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
+        " people, questions, tree)."
     )
     # The setting's 'tree' wins over the registration; unregistering removes only the latter.
     unregister("tree")

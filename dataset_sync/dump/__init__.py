@@ -18,7 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
-from dataset_sync import conf
+from dataset_sync import conf, schema
 from dataset_sync.dump import rules
 from dataset_sync.dump.references import References
 from dataset_sync.dump.serialize import RowSerializer
@@ -105,6 +105,7 @@ def dump(
     header.rules = scrub.header
     identities = Identities.of(resolved)
     header.identities = identities.as_json() or None
+    header.schema = schema.record((spec.get_model() for spec in resolved), using)
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
     with _opened(output) as stream, _snapshot(using):

@@ -109,16 +109,19 @@ def load(
             tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir,
             contextlib.ExitStack() as spools,
         ):
-            verified: list[VerifiedDump] = []
             # Every dump is read before the transaction starts, so a bad file takes no locks.
-            for index, dump in enumerate(dumps):
-                with _in_file(source_name(dump)):
-                    directory = Path(spool_dir) / str(index)
-                    verified.append(
-                        read(dump, directory, using, trust_dump_specs, on_batch, max_age)
-                    )
-                spools.callback(verified[-1].close)
+            verified = _read_all(
+                dumps,
+                Path(spool_dir),
+                spools,
+                using,
+                trust_dump_specs,
+                ignorenonexistent,
+                on_batch,
+                max_age,
+            )
             report.headers = [each.header for each in verified]
+            report.drift = [drift for each in verified for drift in each.drift]
             written = {model for each in verified for model in each.written_models()}
             with (
                 locked_transaction(using, lock_timeout, written),
@@ -145,6 +148,76 @@ def load(
     finally:
         report.duration = time.monotonic() - started
     return report
+
+
+def check(
+    *dumps: DumpSource,
+    using: str = DEFAULT_DB_ALIAS,
+    ignorenonexistent: bool = False,
+    trust_dump_specs: bool = False,
+    max_delete: DeleteLimit | None = None,
+    max_age: float | None = None,
+    on_batch: OnBatch | None = None,
+    report: LoadReport | None = None,
+) -> LoadReport:
+    """Run every check of :func:`load` that needs no transaction, and write nothing.
+
+    Format, digest, signature, age, trust, schema drift and, with ``max_delete``, the rows the
+    ``delete_missing`` specs would delete (counted with queries; cascades are only known
+    once rows are deleted). Raises the DatasetSyncError a load would raise for those, so a
+    deploy pipeline or a cron pre-flight learns the exit code a load would end with. Takes
+    no lock and opens no transaction: a load running meanwhile is not held up.
+    """
+    started = time.monotonic()
+    report = report if report is not None else LoadReport()
+    report.sources = [source_name(dump) for dump in dumps]
+    report.checked = True
+    max_age = max_age if max_age is not None else conf.max_age()
+    try:
+        with (
+            tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir,
+            contextlib.ExitStack() as spools,
+        ):
+            verified = _read_all(
+                dumps,
+                Path(spool_dir),
+                spools,
+                using,
+                trust_dump_specs,
+                ignorenonexistent,
+                on_batch,
+                max_age,
+            )
+            report.headers = [each.header for each in verified]
+            report.drift = [drift for each in verified for drift in each.drift]
+            if max_delete is not None:
+                with _in_file(", ".join(report.sources)):
+                    check_planned_deletions(verified, using, max_delete)
+    finally:
+        report.duration = time.monotonic() - started
+    return report
+
+
+def _read_all(
+    dumps: tuple[DumpSource, ...],
+    spool_dir: Path,
+    spools: contextlib.ExitStack,
+    using: str,
+    trust_dump_specs: bool,
+    ignorenonexistent: bool,
+    on_batch: OnBatch | None,
+    max_age: float | None,
+) -> list[VerifiedDump]:
+    """Read and verify every dump; ``spools`` closes what they spooled."""
+    verified: list[VerifiedDump] = []
+    for index, dump in enumerate(dumps):
+        with _in_file(source_name(dump)):
+            directory = spool_dir / str(index)
+            verified.append(
+                read(dump, directory, using, trust_dump_specs, on_batch, ignorenonexistent, max_age)
+            )
+        spools.callback(verified[-1].close)
+    return verified
 
 
 def _apply(
@@ -235,4 +308,4 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-__all__ = ["DeleteLimit", "LoadReport", "load"]
+__all__ = ["DeleteLimit", "LoadReport", "check", "load"]

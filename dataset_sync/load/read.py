@@ -1,6 +1,9 @@
 """The first stage of a load: read a dump once, verify it, and spool its objects.
 
-A dump's specs must be what this database's own registry declares for the dump's dataset and
+The schema the dump was written with must fit this database's (``schema.py``), fields
+renamed since (``renames.py``) read under their new names: that is decided first, since
+every later check reads the dump through this database's models. A
+dump's specs must be what this database's own registry declares for the dump's dataset and
 arguments (unless the caller trusts the dump), its specs must make sense here, and its
 trailer (count, digest and, with a signing key, signature) must match its content. All of it
 is checked while the file is read, before the load's transaction starts, so a truncated,
@@ -9,6 +12,7 @@ edited or foreign file is refused before anything is written or locked.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from django.apps import apps
 from django.db import models
 from django.utils import timezone
 
-from dataset_sync import conf, registry
+from dataset_sync import conf, registry, schema
 from dataset_sync.dump import rules
 from dataset_sync.errors import (
     IdentityMismatchError,
@@ -33,6 +37,7 @@ from dataset_sync.identity import Identities, root
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Hook
+from dataset_sync.renames import Renames
 from dataset_sync.specs import Spec
 
 DumpSource = str | Path | IO[str]
@@ -54,6 +59,8 @@ class VerifiedDump:
     selection: Selection
     #: The after_write hooks of the dataset this database declares for the dump, if any.
     hooks: tuple[Hook, ...] = ()
+    #: How this database's schema differs from the dump's, where the load goes on anyway.
+    drift: list[schema.Drift] = dataclasses.field(default_factory=list)
 
     @property
     def keys(self) -> dict[type[models.Model], set[Any]]:
@@ -90,24 +97,35 @@ def read(
     using: str,
     trust_dump_specs: bool,
     on_batch: OnBatch | None,
+    ignorenonexistent: bool = False,
     max_age: float | None = None,
 ) -> VerifiedDump:
     """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
 
-    ``max_age`` refuses a dump made more than that many seconds ago. Errors do not name the
-    dump; the caller adds its name once (``in_file()``).
+    Reads ``using`` and writes nothing to it. Errors do not name the dump; the caller adds
+    its name once (``in_file()``). ``ignorenonexistent`` lets a dump with fields or
+    migrations this database lacks through: their values are skipped. ``max_age`` refuses a
+    dump made more than that many seconds ago.
     """
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
         if max_age is not None:
             _check_age(reader.header, max_age)
-        specs = _specs(reader.header, using, trust_dump_specs)
-        identities = _identities(reader.header, specs)
+        # The dump is read as if written with the fields' new names; the reader verifies
+        # digest and signature against the file as it is.
+        renames = Renames.for_dump(reader.header)
+        header = renames.header(reader.header)
+        drift = renames.drift()
+        if header.schema is not None:
+            drift += schema.compare(header.schema, using, ignorenonexistent)
+        specs = _specs(header, using, trust_dump_specs)
+        identities = _identities(header, specs)
         directory.mkdir()
         spooler = Spooler(directory, specs, using, conf.batch_size())
         try:
             for batch in reader.batches():
+                renames.objects(batch)
                 spooler.add(batch)
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)
@@ -116,15 +134,16 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
-        declared = registry.datasets().get(reader.header.dataset or "")
+        declared = registry.datasets().get(header.dataset or "")
         return VerifiedDump(
             source_name(source),
-            reader.header,
+            header,
             specs,
             identities,
             spooler.objects,
             selection,
             declared.after_write if declared else (),
+            drift,
         )
     finally:
         if stream is not source:

@@ -29,6 +29,7 @@ from dataset_sync.load.references import KEEP, ReferenceResolver
 from dataset_sync.load.spool import Selection
 from dataset_sync.load.unique import DeleteIfStale, UniqueValues
 from dataset_sync.report import LoadReport
+from dataset_sync.schema import has_db_default
 
 Model = type[models.Model]
 Log = Callable[[str], Any]
@@ -279,24 +280,44 @@ class TableWriter:
             return
         columns = self.converter.columns
         defaults = {column.attname: column.field.get_default() for column in columns[1:]}
+        # A field the dump lacks (the target is ahead of it) whose default only the database
+        # knows (db_default) is left out of the insert, so that the database fills it in.
+        database_defaults = {
+            column.attname
+            for column in columns[1:]
+            if has_db_default(column.field) and not column.field.has_default()
+        }
         pk_db = self.converter.pk_column.db
         vacated = self.unique.vacated
         # Per column: the types whose values are their own parameters, and the conversion.
         plan = [(column.attname, column.db_types, column.to_db) for column in columns[1:]]
-        params = []
+        # Rows by the columns they leave out: one statement per group.
+        groups: dict[frozenset[str], list[list[Any]]] = {}
         for row in rows:
             values = row.values
+            left_out: frozenset[str] = frozenset()
             if len(values) < len(plan):
                 # Fields the dump does not carry: a vacated row's own, or the defaults.
-                values = {**vacated.get(row.pk, defaults), **values}
+                own = vacated.get(row.pk)
+                if own is None:
+                    left_out = frozenset(database_defaults.difference(values))
+                values = {**(defaults if own is None else own), **values}
             converted = [
                 value if type(value) in db_types else to_db(value)
                 for attname, db_types, to_db in plan
+                if attname not in left_out
                 for value in (values[attname],)
             ]
-            params.append([pk_db(row.pk), *converted] if with_keys else converted)
-        names = [column.column for column in (columns if with_keys else columns[1:])]
-        self.backend.insert(self.model._meta.db_table, names, params)
+            groups.setdefault(left_out, []).append(
+                [pk_db(row.pk), *converted] if with_keys else converted
+            )
+        for left_out, params in groups.items():
+            names = [
+                column.column
+                for column in (columns if with_keys else columns[1:])
+                if column.attname not in left_out
+            ]
+            self.backend.insert(self.model._meta.db_table, names, params)
 
     def _update(self, rows: list[Row]) -> None:
         groups: dict[tuple[str, ...], list[Row]] = {}

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from dataset_sync.errors import EXIT_NOTHING_TO_DO, DatasetSyncError
-from dataset_sync.load import DeleteLimit, load
+from dataset_sync.load import DeleteLimit, check, load
 from dataset_sync.progress import TerminalProgress
 from dataset_sync.report import LoadReport
 
@@ -73,6 +73,14 @@ class Command(BaseCommand):
             " of the rows the dataset selects here.",
         )
         parser.add_argument(
+            "--check",
+            action="store_true",
+            dest="check_only",
+            help="Run every check that needs no transaction (format, signature, trust, schema"
+            " drift, --max-delete) and exit with the code a load would; write nothing, lock"
+            " nothing.",
+        )
+        parser.add_argument(
             "--json",
             action="store_true",
             dest="as_json",
@@ -113,6 +121,7 @@ class Command(BaseCommand):
         trust_dump_specs: bool,
         allow_cascade: bool,
         max_delete: DeleteLimit | None,
+        check_only: bool,
         as_json: bool,
         detailed_exitcode: bool,
         signals: bool,
@@ -128,28 +137,41 @@ class Command(BaseCommand):
         log = lines if verbosity >= 2 and not as_json else None
         report = LoadReport()
         try:
-            load(
-                *dumps,
-                using=database,
-                dry_run=dry_run,
-                ignorenonexistent=ignorenonexistent,
-                trust_dump_specs=trust_dump_specs,
-                allow_cascade=allow_cascade,
-                max_delete=max_delete,
-                signals=signals,
-                log=log,
-                lock_timeout=lock_timeout,
-                max_age=max_age,
-                on_batch=meter,
-                report=report,
-            )
+            if check_only:
+                check(
+                    *dumps,
+                    using=database,
+                    ignorenonexistent=ignorenonexistent,
+                    trust_dump_specs=trust_dump_specs,
+                    max_delete=max_delete,
+                    max_age=max_age,
+                    on_batch=meter,
+                    report=report,
+                )
+            else:
+                load(
+                    *dumps,
+                    using=database,
+                    dry_run=dry_run,
+                    ignorenonexistent=ignorenonexistent,
+                    trust_dump_specs=trust_dump_specs,
+                    allow_cascade=allow_cascade,
+                    max_delete=max_delete,
+                    signals=signals,
+                    log=log,
+                    lock_timeout=lock_timeout,
+                    max_age=max_age,
+                    on_batch=meter,
+                    report=report,
+                )
         except DatasetSyncError as exc:
             self._report(report, exc.exit_code, exc, as_json, verbosity)
             raise CommandError(str(exc), returncode=exc.exit_code) from exc
         finally:
             if meter:
                 meter.close()
-        exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and not report.changed else 0
+        nothing_done = not report.changed and not check_only
+        exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and nothing_done else 0
         self._report(report, exit_code, None, as_json, verbosity)
         if exit_code:
             # Through CommandError, as every exit code: call_command() never raises SystemExit.
