@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import re
 import shlex
@@ -203,6 +205,23 @@ def dataset_state(dataset: str, alias: str) -> dict[tuple[str, Any], dict[str, A
                 for field, value in obj["fields"].items()
             }
     return state
+
+
+def retrailer(lines: list[bytes], objects: list[bytes]) -> bytes:
+    """The dump with these object lines and a trailer that matches them, as a forger would."""
+    digest = hashlib.sha256()
+    for line in objects:
+        digest.update(line + b"\n")
+    trailer = json.loads(b"{" + lines[-1][3:])
+    trailer.update(count=len(objects), sha256=digest.hexdigest())
+    if sum(trailer.get("spec_counts") or []) != len(objects):
+        trailer["spec_counts"] = [len(objects)]
+    body = b",\n".join(objects) + (b"\n" if objects else b"")
+    return lines[0] + body + b"], " + json.dumps(trailer)[1:].encode() + b"\n"
+
+
+def object_lines(lines: list[bytes]) -> list[bytes]:
+    return [line.rstrip(b"\n").removesuffix(b",") for line in lines[1:-1]]
 
 
 class Statements:

@@ -5,9 +5,11 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
 - ``read``: read a dump once, check it (format, digest, signature, the specs against this
   database's declaration) and spool its objects (``spool``), before anything is written;
 - ``order``: the models in the order they are written, parents first;
-- ``keys``: where each dumped row lands on the target, and how references follow it;
+- ``keys``: where each dumped row lands on the target, and how references follow it; the
+  ``scope`` refuses rows the target holds outside the dataset before anything is written;
 - ``write``: per batch, convert (``convert``), compare and write in bulk;
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
+- the ``scope`` again: the dataset selects every row written;
 - the dataset's ``after_write`` hooks, in the same transaction;
 - ``finish``: verify references, cascades and constraints; reset sequences.
 
@@ -156,6 +158,7 @@ def _apply(
     keys = TargetKeys(dump.keys, dump.selection, dump.identities, matcher)
     keys.match(dump.objects)
     refuse_sibling_children(keys, using, chunk)
+    dump.scope.refuse_overwrites(keys, using, chunk)
     resolver = ReferenceResolver(keys, dump.selection, using, chunk)
     order = write_order(dump.objects.spools)
     deferred = DeferredValues()
@@ -191,6 +194,7 @@ def _apply(
     correct_references(keys, resolver, writers)
     deleter.delete_missing()
     deferred.restore(using)
+    dump.scope.refuse_written(keys, report, using, chunk)
     for hook in dump.hooks:
         hook(using=using, dataset=dump.header.dataset, args=dump.header.args, report=report)
     check_cascades(order, keys, report, using, chunk)

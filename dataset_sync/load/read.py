@@ -22,6 +22,7 @@ from dataset_sync.dump import rules
 from dataset_sync.errors import IdentityMismatchError, InvalidSpecError, SchemaMismatchError
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.identity import Identities, root
+from dataset_sync.load.scope import Scope
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Hook
@@ -44,6 +45,8 @@ class VerifiedDump:
     identities: Identities
     objects: SpooledObjects
     selection: Selection
+    #: What the specs select on the target, which no row the load writes may leave.
+    scope: Scope
     #: The after_write hooks of the dataset this database declares for the dump, if any.
     hooks: tuple[Hook, ...] = ()
 
@@ -93,7 +96,8 @@ def read(
         specs = _specs(reader.header, using, trust_dump_specs)
         identities = _identities(reader.header, specs)
         directory.mkdir()
-        spooler = Spooler(directory, specs, using, conf.batch_size())
+        scope = Scope(specs, reader.header)
+        spooler = Spooler(directory, specs, scope, using, conf.batch_size())
         try:
             for batch in reader.batches():
                 spooler.add(batch)
@@ -111,6 +115,7 @@ def read(
             identities,
             spooler.objects,
             selection,
+            scope,
             declared.after_write if declared else (),
         )
     finally:
