@@ -196,7 +196,7 @@ def dataset_state(dataset: str, alias: str) -> dict[tuple[str, Any], dict[str, A
     """
     name, args = registry.parse(dataset)
     state: dict[tuple[str, Any], dict[str, Any]] = {}
-    for spec in registry.get_dataset(name).specs(args):
+    for spec in registry.get_dataset(name).specs(args, alias):
         m2m = {field.name for field in spec.get_model()._meta.many_to_many}
         queryset = spec.queryset(alias).distinct()
         for obj in serializers.serialize("python", queryset, use_natural_foreign_keys=True):

@@ -418,7 +418,7 @@ def test_a_failing_second_dump_rolls_back_the_first(tmp_path, target_with_rows, 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     message = (
         "Unknown dataset 'nope'; known datasets: authors, books, comments, everything, items,"
-        " people, questions, tree."
+        " people, questions, section, tree."
     )
     with pytest.raises(UnknownDatasetError) as excinfo:
         dump("nope:1", output=tmp_path / "d.json")

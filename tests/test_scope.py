@@ -11,13 +11,28 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
+from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
 
-from dataset_sync import load
-from dataset_sync.errors import DumpFormatError, OutsideDatasetError, SchemaMismatchError
-from testapp.models import Author, Choice, Question
+from dataset_sync import Spec, load
+from dataset_sync.errors import (
+    DeletionGuardError,
+    DumpFormatError,
+    OutsideDatasetError,
+    SchemaMismatchError,
+)
+from testapp.models import Author, Choice, Page, Question, Revision, Section, Tag
 
-from .conftest import WHEN, copy, make_source, object_lines, retrailer, rows, run
+from .conftest import (
+    WHEN,
+    copy,
+    dataset_state,
+    make_source,
+    object_lines,
+    retrailer,
+    rows,
+    run,
+)
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
 
@@ -204,3 +219,133 @@ def test_an_object_without_a_primary_key_is_bad_input(stage):
         DumpFormatError,
         f"{path}: line 2 is not a serialized object with 'model', 'pk' and 'fields'.",
     )
+
+
+def make_section(using, section, pages, revisions=2):
+    """``section`` (a pk) with a page per pk of ``pages`` and ``revisions`` revisions each,
+    under keys derived from the page's, so that both databases can hold the same rows."""
+    types = ContentType.objects.db_manager(using)
+    owner = Section.objects.using(using).get_or_create(pk=section, name=f"section {section}")[0]
+    for pk in pages:
+        page = Page.objects.using(using).create(pk=pk, section=owner, title=f"page {pk}")
+        for number in range(1, revisions + 1):
+            Revision.objects.using(using).create(
+                pk=pk * 10 + number,
+                content_type=types.get_for_model(Page),
+                object_id=page.pk,
+                number=number,
+            )
+
+
+@pytest.fixture
+def sections(tmp_path):
+    """Section 1 was loaded into the target with pages 1, 2 and 4; since then the source
+    deleted page 4 and created page 3. The target also has a section 2 of its own, whose page
+    5 has revisions; returns the dump of section:1."""
+    make_section("default", 1, [1, 2, 4])
+    load(copy(tmp_path, "section:1", "first.json"), using="target")
+    Page.objects.get(pk=4).delete()
+    make_section("default", 1, [3])
+    make_section("target", 2, [5])
+    return copy(tmp_path, "section:1", "second.json")
+
+
+def test_a_dataset_function_gets_the_database_it_is_evaluated_for(tmp_path, restore_registry):
+    seen = []
+
+    @restore_registry("tags-read")
+    def tags(args, using):
+        seen.append(using)
+        return [
+            Spec(
+                "testapp.tag",
+                filter={"pk__in": list(Tag.objects.using(using).values_list("pk", flat=True))},
+            )
+        ]
+
+    Tag.objects.create(pk=1, name="python")
+    load(copy(tmp_path, "tags-read"), using="target")
+
+    # Dumped from the source, compared on the target, and once written evaluated again there.
+    assert seen == ["default", "target", "target"]
+    assert list(Tag.objects.using("target").values_list("pk", "name")) == [(1, "python")]
+
+
+def test_filter_values_read_from_the_database_need_no_trust(sections):
+    outside = rows("target")["testapp.revision"]
+    outside = [row for row in outside if row[2] == 5]
+
+    report = load(sections, using="target")
+
+    assert dataset_state("section:1", "target") == dataset_state("section:1", "default")
+    *lines, closing = report.lines()
+    assert sorted(lines) == [
+        "testapp.page: 1 created, 0 updated, 2 unchanged, 1 deleted",
+        "testapp.revision: 2 created, 0 updated, 4 unchanged, 2 deleted",
+        "testapp.section: 0 created, 0 updated, 1 unchanged, 0 deleted",
+    ]
+    assert closing == f"Changed 6 rows ({sections})."
+    assert [row for row in rows("target")["testapp.revision"] if row[2] == 5] == outside
+
+
+def test_a_dump_cannot_widen_what_a_load_of_such_a_dataset_deletes(sections):
+    # The header's filter values are not compared: the load deletes what the target's own
+    # evaluation selects, so naming page 5 there deletes none of its revisions.
+    lines = sections.read_text().splitlines(keepends=True)
+    lines[0] = lines[0].replace('"object_id__in": [1, 2, 3]', '"object_id__in": [1, 2, 3, 5]')
+    assert '"object_id__in": [1, 2, 3, 5]' in lines[0]
+    sections.write_text("".join(lines))
+    outside = [row for row in rows("target")["testapp.revision"] if row[2] == 5]
+
+    load(sections, using="target")
+
+    assert [row for row in rows("target")["testapp.revision"] if row[2] == 5] == outside
+    assert dataset_state("section:1", "target") == dataset_state("section:1", "default")
+
+
+def test_a_dump_cannot_write_revisions_of_a_page_outside_the_section(sections):
+    revision = {
+        "model": "testapp.revision",
+        "pk": 99,
+        "fields": {
+            "content_type": ["testapp", "page"],
+            "object_id": 5,
+            "number": 9,
+            "author": None,
+        },
+    }
+    path = forged(sections, revision)
+    refused(
+        path,
+        OutsideDatasetError,
+        f"{path}: testapp.revision(pk=99) is in the dump, but once written, dataset 'section:1'"
+        " does not select it on this database (it selects testapp.revision by"
+        " {'content_type__app_label': 'testapp', 'content_type__model': 'page',"
+        " 'object_id__in': [1, 2, 3]}), so a load must not write it. Dump the dataset again;"
+        " if its filter depends on rows outside it, make those the same on both sides.",
+    )
+
+
+def test_set_default_outside_the_dataset_is_guarded_like_a_cascade(tmp_path, restore_registry):
+    restore_registry("authors-only")(
+        lambda args: [Spec("testapp.author", filter={"pk__lte": 3}, delete_missing=True)]
+    )
+    make_section("target", 2, [5])
+    author = Author.objects.using("target").create(pk=3, name="Stage", email="s@example.com")
+    Revision.objects.using("target").filter(pk=51).update(author=author)
+    path = copy(tmp_path, "authors-only")
+    before = rows("target")
+
+    with pytest.raises(DeletionGuardError) as excinfo:
+        load(path, using="target")
+
+    assert str(excinfo.value) == (
+        f"{path}: deleting the rows missing from the dump (starting with testapp.author(pk=3))"
+        " would cascade to rows outside the dataset: 1 testapp.revision updated (author). Add"
+        " those models to the dataset, or allow it with --allow-cascade or the spec's"
+        " allow_cascade."
+    )
+    assert rows("target") == before
+    report = load(path, using="target", allow_cascade=True)
+    assert report.counts["testapp.revision"].cascade_updated == 1
+    assert Revision.objects.using("target").get(pk=51).author_id is None

@@ -75,8 +75,24 @@ def dump(
         dataset = get_dataset(name)
     else:
         args = ""
+    # A dataset that reads the database (the ids its filters name) reads the same snapshot
+    # as the rows.
+    with _snapshot(using):
+        return _dump(dataset, args, specs, output, using, mappers, log, on_batch)
+
+
+def _dump(
+    dataset: Dataset | None,
+    args: str,
+    specs: Sequence[SpecLike] | None,
+    output: str | Path | Writable,
+    using: str,
+    mappers: dict[str, Mapper] | None,
+    log: Log | None,
+    on_batch: OnBatch | None,
+) -> DumpSummary:
     if dataset is not None:
-        resolved = dataset.specs(args)
+        resolved = dataset.specs(args, using)
         mappers = {**dataset.mappers, **(mappers or {})}
         header = Header(
             specs=[spec.as_dict() for spec in resolved], dataset=dataset.name, args=args
@@ -94,7 +110,7 @@ def dump(
     header.identities = identities.as_json() or None
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
-    with _opened(output) as stream, _snapshot(using):
+    with _opened(output) as stream:
         counts = _write(
             stream,
             header,

@@ -9,6 +9,7 @@ edited or foreign file is refused before anything is written or locked.
 
 from __future__ import annotations
 
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,7 +97,12 @@ def read(
         specs = _specs(reader.header, using, trust_dump_specs)
         identities = _identities(reader.header, specs)
         directory.mkdir()
-        scope = Scope(specs, reader.header)
+        declared = registry.datasets().get(reader.header.dataset or "")
+        again = None
+        if declared is not None and declared.reads_database and not trust_dump_specs:
+            # What the rows written must belong to: the dataset as it reads once they are.
+            again = functools.partial(declared.specs, reader.header.args, using)
+        scope = Scope(specs, reader.header, again)
         spooler = Spooler(directory, specs, scope, using, conf.batch_size())
         try:
             for batch in reader.batches():
@@ -107,7 +113,6 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
-        declared = registry.datasets().get(reader.header.dataset or "")
         return VerifiedDump(
             source_name(source),
             reader.header,
@@ -131,7 +136,7 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
     """The specs to load with, each checked against this database."""
     specs = [Spec.from_dict(spec) for spec in header.specs]
     if not trust_dump_specs:
-        specs = registry.declared_specs(header.dataset, header.args, specs)
+        specs = registry.declared_specs(header.dataset, header.args, specs, using)
     for spec in specs:
         try:
             spec.get_model()
