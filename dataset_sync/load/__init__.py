@@ -9,9 +9,9 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
   ``scope`` refuses rows the target holds outside the dataset before anything is written;
 - ``write``: per batch, convert (``convert``), compare and write in bulk;
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
-- the ``scope`` again: the dataset selects every row written;
 - the dataset's ``after_write`` hooks, in the same transaction;
-- ``finish``: verify references, cascades and constraints; reset sequences.
+- ``finish``: verify references, cascades and constraints (and with the ``scope``, that the
+  dataset selects every row written); reset sequences.
 
 ``backends`` holds every SQL statement the stages build, and ``lock`` the load's lock.
 """
@@ -194,10 +194,11 @@ def _apply(
     correct_references(keys, resolver, writers)
     deleter.delete_missing()
     deferred.restore(using)
-    dump.scope.refuse_written(keys, report, using, chunk)
     for hook in dump.hooks:
         hook(using=using, dataset=dump.header.dataset, args=dump.header.args, report=report)
     check_cascades(order, keys, report, using, chunk)
+    # After check_cascades, which names a written row that a cascade took for what it is.
+    dump.scope.refuse_written(keys, report, using, chunk)
     for model, writer in writers.items():
         check_references(model, writer.references, using, chunk)
     check_constraints(order, using)

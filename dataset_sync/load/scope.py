@@ -10,7 +10,7 @@ checked against the specs the load runs, at three points of the pipeline:
   dataset selects there, so no row outside it is overwritten or re-parented into it (after
   a re-parenting the filter would select it, and delete_missing would then take its old
   children);
-- once the rows are written and the deletions done: every row of the dump is one the
+- once the rows are written, the deletions and the hooks done: every row of the dump is one the
   dataset selects, so none was created outside it.
 
 Copies (``save_as_new``) are exempt from the row checks: they are inserted under new keys,
