@@ -13,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
+from django.db import connections
 
 from dataset_sync import Spec, load
 from dataset_sync.errors import (
@@ -25,6 +26,7 @@ from testapp.models import Author, Choice, Page, Question, Revision, Section, Ta
 
 from .conftest import (
     WHEN,
+    Statements,
     copy,
     dataset_state,
     make_source,
@@ -349,3 +351,31 @@ def test_set_default_outside_the_dataset_is_guarded_like_a_cascade(tmp_path, res
     report = load(path, using="target", allow_cascade=True)
     assert report.counts["testapp.revision"].cascade_updated == 1
     assert Revision.objects.using("target").get(pk=51).author_id is None
+
+
+def test_the_checks_ask_the_database_per_batch_not_per_row(tmp_path, restore_registry):
+    """Loads of 5 and of 50 changed choices, under a filter, take the same statements."""
+    restore_registry("choices")(
+        lambda args: [
+            Spec("testapp.author", filter={"pk__in": [1]}),
+            Spec("testapp.question", filter={"author__in": [1]}),
+            Spec("testapp.choice", filter={"question__author__in": [1]}, delete_missing=True),
+        ]
+    )
+    author = Author.objects.create(pk=1, name="a", email="a@example.com")
+    question = Question.objects.create(pk=1, author=author, text="q", pub_date=WHEN)
+    counts = []
+    for count in (5, 50):
+        Choice.objects.all().delete()
+        Choice.objects.bulk_create(
+            Choice(pk=pk, question=question, text="old") for pk in range(1, count + 1)
+        )
+        load(copy(tmp_path, "choices", f"old-{count}.json"), using="target")
+        Choice.objects.update(text="new")
+        path = copy(tmp_path, "choices", f"new-{count}.json")
+        statements = Statements()
+        with connections["target"].execute_wrapper(statements):
+            report = load(path, using="target")
+        assert report.counts["testapp.choice"].updated == count
+        counts.append(len(statements.sql))
+    assert counts[0] == counts[1], counts
