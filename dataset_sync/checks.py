@@ -35,6 +35,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.db import DEFAULT_DB_ALIAS
 
 from dataset_sync import conf
 from dataset_sync.dump import rules
@@ -61,7 +62,10 @@ def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     errors.extend(project_identities)
     for name, dataset in sorted(datasets().items()):
         try:
-            raw_specs = list(dataset.specs_function(""))
+            if dataset.reads_database:
+                raw_specs = list(dataset.specs_function("", using=DEFAULT_DB_ALIAS))
+            else:
+                raw_specs = list(dataset.specs_function(""))
         except (ValueError, TypeError, LookupError, DatasetArgumentsError):
             continue
         except Exception as exc:  # a check reports; it does not crash

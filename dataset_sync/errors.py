@@ -109,3 +109,8 @@ class LockTimeoutError(DatasetSyncError):
     """Another load into the same database held the load lock longer than the lock timeout."""
 
     exit_code = EXIT_LOCK_TIMEOUT
+
+
+class OutsideDatasetError(RefusedError):
+    """The dump would write a row that the dataset, as this database declares and selects
+    it, does not hold."""

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DEFAULT_DB_ALIAS
 from django.utils.module_loading import autodiscover_modules, import_string
 
 from dataset_sync import conf
@@ -19,7 +22,8 @@ from dataset_sync.errors import (
 )
 from dataset_sync.specs import Spec, SpecLike, to_spec
 
-SpecsFunction = Callable[[str], Iterable[SpecLike]]
+#: ``specs(args)``, or ``specs(args, using=alias)`` for a function that reads the database.
+SpecsFunction = Callable[..., Iterable[SpecLike]]
 Mapper = Callable[[dict[str, Any]], dict[str, Any]]
 #: Called as ``hook(using=..., dataset=..., args=..., report=...)`` once a dump of the dataset
 #: is written, before the load's checks and commit; more keyword arguments may come.
@@ -45,10 +49,25 @@ class Dataset:
     rules: Mapping[Any, Any] = field(default_factory=dict)
     after_write: tuple[Hook, ...] = ()
 
-    def specs(self, args: str = "") -> list[Spec]:
-        """The specs for ``args``; DatasetArgumentsError when the function rejects them."""
+    @property
+    def reads_database(self) -> bool:
+        """Whether the dataset function takes ``using``: its filter values may come from the
+        database it is evaluated on, and so differ between two databases."""
+        return _takes_using(self.specs_function)
+
+    def specs(self, args: str = "", using: str = DEFAULT_DB_ALIAS) -> list[Spec]:
+        """The specs for ``args``, evaluated on the database ``using``; DatasetArgumentsError
+        when the function rejects the arguments.
+
+        A function that takes a ``using`` argument (or ``**kwargs``) gets the alias, so that
+        it can read filter values from that database; one that takes only ``args``, as
+        feincms3-data's do, is called with them alone.
+        """
         try:
-            specs = list(self.specs_function(args))
+            if self.reads_database:
+                specs = list(self.specs_function(args, using=using))
+            else:
+                specs = list(self.specs_function(args))
         except (ValueError, TypeError, LookupError) as exc:
             raise DatasetArgumentsError(
                 f"Dataset '{self.name}' rejected the arguments {args!r}: {exc}."
@@ -61,6 +80,18 @@ class Dataset:
 
 
 _registered: dict[str, Dataset] = {}
+
+
+@functools.cache
+def _takes_using(function: SpecsFunction) -> bool:
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # a callable whose signature Python cannot tell
+        return False
+    return any(
+        parameter.name == "using" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+        for parameter in parameters
+    )
 
 
 def register(
@@ -139,13 +170,18 @@ def get_dataset(name: str) -> Dataset:
         raise UnknownDatasetError(f"Unknown dataset '{name}'; known datasets: {known}.") from None
 
 
-def declared_specs(dataset: str | None, args: str, dumped: Sequence[Spec]) -> list[Spec]:
-    """This database's own specs for a dump of ``dataset`` with ``args``.
+def declared_specs(
+    dataset: str | None, args: str, dumped: Sequence[Spec], using: str = DEFAULT_DB_ALIAS
+) -> list[Spec]:
+    """This database's own specs for a dump of ``dataset`` with ``args``, evaluated on
+    ``using``.
 
     A dump is a destructive instruction, so the loader does not take its specs on trust: they
     must equal what the local declaration returns for the same arguments, and the local specs
-    are the ones used. UntrustedDumpError names the difference, or says that the dump names
-    no dataset, or one that is not declared here.
+    are the ones used. A dataset that reads the database (:attr:`Dataset.reads_database`)
+    may have other filter values here than where it was dumped, so its specs are compared
+    without them: models, flags and filter lookups. UntrustedDumpError names the difference,
+    or says that the dump names no dataset, or one that is not declared here.
     """
     override = "or load with --trust-dump-specs to use the dump's specs."
     if dataset is None:
@@ -161,8 +197,10 @@ def declared_specs(dataset: str | None, args: str, dumped: Sequence[Spec]) -> li
             f"the dump is of dataset '{dataset}', which this database does not declare"
             f" (known datasets: {names}). Declare it here, {override}"
         )
-    declared = known[dataset].specs(args)
-    theirs, ours = [_canonical(spec) for spec in dumped], [_canonical(spec) for spec in declared]
+    declared = known[dataset].specs(args, using)
+    values = not known[dataset].reads_database
+    theirs = [_canonical(spec, values) for spec in dumped]
+    ours = [_canonical(spec, values) for spec in declared]
     if theirs != ours:
         only_theirs = [spec for spec in theirs if spec not in ours]
         only_ours = [spec for spec in ours if spec not in theirs]
@@ -178,6 +216,13 @@ def declared_specs(dataset: str | None, args: str, dumped: Sequence[Spec]) -> li
     return declared
 
 
-def _canonical(spec: Spec) -> str:
+#: What a comparison shows for a filter value that comes from the database.
+FROM_DATABASE = "<from the database>"
+
+
+def _canonical(spec: Spec, values: bool = True) -> str:
     # Through JSON, as in a dump header: a tuple and a list of the same ids compare equal.
-    return json.dumps(spec.as_dict(), cls=DjangoJSONEncoder, sort_keys=True)
+    data = spec.as_dict()
+    if not values and "filter" in data:
+        data["filter"] = dict.fromkeys(data["filter"], FROM_DATABASE)
+    return json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True)

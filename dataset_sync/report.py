@@ -17,7 +17,7 @@ from dataset_sync.errors import (
 from dataset_sync.format import Header
 from dataset_sync.schema import Drift
 
-_ACTIONS = ("created", "updated", "unchanged", "deleted", "cascaded")
+_ACTIONS = ("created", "updated", "unchanged", "deleted", "cascaded", "cascade_updated")
 _FAILURES = {
     EXIT_BAD_INPUT: "bad_input",
     EXIT_REFUSED: "refused",
@@ -33,12 +33,15 @@ class ModelCounts:
     updated: int = 0
     unchanged: int = 0
     deleted: int = 0
+    #: Rows deleted because a deleted row's relation said CASCADE.
     cascaded: int = 0
+    #: Rows updated because a deleted row's relation said SET_NULL, SET_DEFAULT or SET().
+    cascade_updated: int = 0
 
     @property
     def changed(self) -> int:
         """The rows written: created, updated or deleted (by the load or by a cascade)."""
-        return self.created + self.updated + self.deleted + self.cascaded
+        return self.created + self.updated + self.deleted + self.cascaded + self.cascade_updated
 
 
 @dataclass
@@ -85,6 +88,8 @@ class LoadReport:
             ]
             if counts.cascaded:
                 parts.append(f"{counts.cascaded:,} deleted by cascade")
+            if counts.cascade_updated:
+                parts.append(f"{counts.cascade_updated:,} updated by cascade")
             lines.append(f"{label}: {', '.join(parts)}")
         if not self.changed:
             verb = "Dry run: nothing to change" if self.dry_run else "Nothing to change"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import DEFAULT_DB_ALIAS
+
 from dataset_sync import Spec, register, rules, specs_for_app_models, specs_for_derived_models
-from testapp.models import Item
+from testapp.models import Item, Page
 
 
 def _ids(args: str) -> list[int]:
@@ -105,3 +107,28 @@ def everything(args: str) -> list[Spec]:
 def people(args: str) -> list[Spec]:
     """People, with a data rule for every personal field; their status is kept as it is."""
     return [Spec("testapp.person", delete_missing=True)]
+
+
+@register("section")
+def section(args: str, using: str = DEFAULT_DB_ALIAS) -> list[Spec]:
+    """A section with its pages and their revisions; the stale pages and revisions go.
+
+    Revisions name their page by a generic foreign key, so they are selected by the ids of
+    the section's pages as the database ``using`` holds them: the filter differs between
+    source and target whenever their pages do.
+    """
+    section_id = int(args)
+    pages = list(Page.objects.using(using).filter(section=section_id).values_list("pk", flat=True))
+    return [
+        Spec("testapp.section", filter={"pk": section_id}),
+        Spec("testapp.page", filter={"section": section_id}, delete_missing=True),
+        Spec(
+            "testapp.revision",
+            filter={
+                "content_type__app_label": "testapp",
+                "content_type__model": "page",
+                "object_id__in": pages,
+            },
+            delete_missing=True,
+        ),
+    ]

@@ -6,7 +6,7 @@ import secrets
 import uuid
 
 from django.conf import settings
-from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
@@ -203,3 +203,40 @@ class Reading(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value} at {self.taken}"
+
+
+class Section(models.Model):
+    """A part of a site: its pages, and their revisions, move together (dataset "section")."""
+
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Page(models.Model):
+    section = models.ForeignKey(Section, on_delete=models.CASCADE, related_name="pages")
+    title = models.CharField(max_length=100)
+    # Deleting a page deletes its revisions, as a foreign key's CASCADE would.
+    revisions = GenericRelation("Revision")
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Revision(models.Model):
+    """A revision of any object, named by a generic foreign key, as versioning apps keep them:
+    a dataset selects a section's revisions by the ids of its pages, which it reads from the
+    database it is evaluated on."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.PositiveIntegerField()
+    content_object = GenericForeignKey("content_type", "object_id")
+    number = models.PositiveIntegerField()
+    # SET_DEFAULT: deleting the author changes the revision without deleting it.
+    author = models.ForeignKey(
+        Author, on_delete=models.SET_DEFAULT, default=None, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"revision {self.number} of {self.content_type_id}:{self.object_id}"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -246,7 +247,7 @@ def dataset_state(dataset: str, alias: str) -> dict[tuple[str, Any], dict[str, A
     """
     name, args = registry.parse(dataset)
     state: dict[tuple[str, Any], dict[str, Any]] = {}
-    for spec in registry.get_dataset(name).specs(args):
+    for spec in registry.get_dataset(name).specs(args, alias):
         m2m = {field.name for field in spec.get_model()._meta.many_to_many}
         queryset = spec.queryset(alias).distinct()
         for obj in serializers.serialize("python", queryset, use_natural_foreign_keys=True):
@@ -255,6 +256,23 @@ def dataset_state(dataset: str, alias: str) -> dict[tuple[str, Any], dict[str, A
                 for field, value in obj["fields"].items()
             }
     return state
+
+
+def retrailer(lines: list[bytes], objects: list[bytes]) -> bytes:
+    """The dump with these object lines and a trailer that matches them, as a forger would."""
+    digest = hashlib.sha256()
+    for line in objects:
+        digest.update(line + b"\n")
+    trailer = json.loads(b"{" + lines[-1][3:])
+    trailer.update(count=len(objects), sha256=digest.hexdigest())
+    if sum(trailer.get("spec_counts") or []) != len(objects):
+        trailer["spec_counts"] = [len(objects)]
+    body = b",\n".join(objects) + (b"\n" if objects else b"")
+    return lines[0] + body + b"], " + json.dumps(trailer)[1:].encode() + b"\n"
+
+
+def object_lines(lines: list[bytes]) -> list[bytes]:
+    return [line.rstrip(b"\n").removesuffix(b",") for line in lines[1:-1]]
 
 
 class Statements:

@@ -53,6 +53,7 @@ def test_dump_and_load_through_the_commands(tmp_path, suffix):
         "unchanged": "0",
         "deleted": "0",
         "cascaded": "0",
+        "cascade_updated": "0",
         "dry_run": "false",
     }
     assert err == ""
@@ -229,7 +230,14 @@ def test_json_report(tmp_path):
         "datasets": [{"dataset": "authors", "args": "1"}],
         "drift": [],
         "models": {
-            label: {"created": created, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0}
+            label: {
+                "created": created,
+                "updated": 0,
+                "unchanged": 0,
+                "deleted": 0,
+                "cascaded": 0,
+                "cascade_updated": 0,
+            }
             for label, created in [
                 ("testapp.category", 1),
                 ("testapp.tag", 2),
@@ -239,7 +247,14 @@ def test_json_report(tmp_path):
                 ("testapp.review", 2),
             ]
         },
-        "totals": {"created": 14, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0},
+        "totals": {
+            "created": 14,
+            "updated": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "cascaded": 0,
+            "cascade_updated": 0,
+        },
     }
     assert err == ""
 
@@ -262,6 +277,7 @@ def test_failed_load_ends_with_a_summary_line_and_its_exit_code(tmp_path):
         "unchanged": "0",
         "deleted": "0",
         "cascaded": "0",
+        "cascade_updated": "0",
         "dry_run": "false",
         "error": "DumpFormatError",
     }

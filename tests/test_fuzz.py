@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import hashlib
 import json
 import lzma
 from collections import Counter
@@ -28,7 +27,7 @@ from hypothesis import strategies as st
 from dataset_sync import load
 from dataset_sync.errors import DatasetSyncError, InvalidSpecError, SchemaMismatchError
 
-from .conftest import copy, make_everything, refused, rows
+from .conftest import copy, make_everything, object_lines, refused, retrailer, rows
 from .test_roundtrip import change_source
 
 pytestmark = pytest.mark.django_db(databases=["default", "target"], transaction=True)
@@ -129,23 +128,6 @@ COMPRESSIONS = {
 def mutated(outcomes: Counter) -> int:
     """How many examples changed the dump."""
     return outcomes.total() - outcomes["unchanged"]
-
-
-def retrailer(lines: list[bytes], objects: list[bytes]) -> bytes:
-    """The dump with these object lines and a trailer that matches them, as a forger would."""
-    digest = hashlib.sha256()
-    for line in objects:
-        digest.update(line + b"\n")
-    trailer = json.loads(b"{" + lines[-1][3:])
-    trailer.update(count=len(objects), sha256=digest.hexdigest())
-    if sum(trailer.get("spec_counts") or []) != len(objects):
-        trailer["spec_counts"] = [len(objects)]
-    body = b",\n".join(objects) + (b"\n" if objects else b"")
-    return lines[0] + body + b"], " + json.dumps(trailer)[1:].encode() + b"\n"
-
-
-def object_lines(lines: list[bytes]) -> list[bytes]:
-    return [line.rstrip(b"\n").removesuffix(b",") for line in lines[1:-1]]
 
 
 def test_mutated_bytes_and_lines(fuzz_target):

@@ -147,3 +147,89 @@ def test_max_delete_must_be_a_number_or_a_percentage(tmp_path, value, message):
     with pytest.raises(CommandError) as excinfo:
         run("loaddata-spec", str(tmp_path / "x.json"), "--max-delete", value)
     assert str(excinfo.value) == f"Error: argument --max-delete: {message}"
+
+
+@pytest.fixture
+def favorite_outside(tmp_path):
+    """A dump of authors:1 after the source deleted author 1's first question, which the
+    target's own author 3, outside the dataset, has as its favourite: deleting it sets that
+    author's favorite_question to NULL (on_delete=SET_NULL)."""
+    make_source()
+    load(copy(tmp_path, "authors:1,2", "first.json"), using="target")
+    question = Question.objects.filter(author=1).order_by("pk").first()
+    Author.objects.using("target").create(
+        pk=3, name="Stage", email="s@example.com", favorite_question_id=question.pk
+    )
+    pk = question.pk
+    question.delete()
+    return copy(tmp_path, "authors:1", "second.json"), pk
+
+
+def test_a_deletion_that_sets_null_outside_the_dataset_is_refused(favorite_outside):
+    path, question = favorite_outside
+    before = rows("target")
+    message = (
+        f"{path}: deleting the rows missing from the dump (starting with"
+        f" testapp.question(pk={question})) would cascade to rows outside the dataset: 1"
+        " testapp.author updated (favorite_question). Add those models to the dataset, or"
+        " allow it with --allow-cascade or the spec's allow_cascade."
+    )
+    with pytest.raises(DeletionGuardError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == message
+    for options in ([], ["--dry-run"]):
+        with pytest.raises(CommandError) as excinfo:
+            run("loaddata-spec", str(path), "--database", "target", *options)
+        assert (str(excinfo.value), excinfo.value.returncode) == (message, 5)
+    assert rows("target") == before
+
+
+def test_rows_a_deletion_sets_to_null_are_counted_and_named(favorite_outside):
+    path, question = favorite_outside
+    choices = list(
+        Choice.objects.using("target")
+        .filter(question=question)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    dry_out, _err = run(
+        "loaddata-spec", str(path), "--database", "target", "--allow-cascade", "--dry-run"
+    )
+    out, err = run("loaddata-spec", str(path), "--database", "target", "--allow-cascade", "-v2")
+
+    author_line = (
+        "testapp.author: 0 created, 1 updated, 0 unchanged, 0 deleted, 1 updated by cascade"
+    )
+    assert author_line in dry_out.splitlines()
+    assert author_line in out.splitlines()
+    assert "cascade_updated=1" in out.splitlines()[-1]
+    assert "updated testapp.author(pk=3) by cascade (favorite_question)" in err.splitlines()
+    assert f"deleted testapp.question(pk={question})" in err.splitlines()
+    assert [line for line in err.splitlines() if line.startswith("deleted testapp.choice")] == [
+        f"deleted testapp.choice(pk={pk})" for pk in choices
+    ]
+    assert Author.objects.using("target").get(pk=3).favorite_question_id is None
+
+
+def test_rows_deleted_by_cascade_are_named_by_key(author_with_rows_outside):
+    question = Question.objects.using("target").get(author=3)
+    choices = sorted(question.choices.values_list("pk", flat=True))
+
+    out, err = run(
+        "loaddata-spec",
+        str(author_with_rows_outside),
+        "--database",
+        "target",
+        "-v2",
+        "--allow-cascade",
+    )
+
+    assert [line for line in err.splitlines() if line.startswith("deleted")] == [
+        "deleted testapp.author(pk=3)",
+        *(f"deleted testapp.choice(pk={pk}) by cascade" for pk in choices),
+        f"deleted testapp.question(pk={question.pk}) by cascade",
+    ]
+    assert (
+        "testapp.question: 0 created, 0 updated, 0 unchanged, 0 deleted, 1 deleted by cascade"
+        in out.splitlines()
+    )

@@ -28,6 +28,7 @@ REGISTERED = [
     "parts",
     "people",
     "questions",
+    "section",
     "tree",
 ]
 
@@ -36,6 +37,12 @@ def feincms3_datasets():
     """DATASET_SYNC_DATASETS in feincms3-data's shape: ``{name: {"specs": callable}}``."""
     return {
         "f3-tags": {"specs": lambda args: [{"model": "testapp.tag", "delete_missing": True}]},
+        # A function that reads the database it is evaluated for.
+        "f3-named": {
+            "specs": lambda args, using: [
+                {"model": "testapp.tag", "filter": {"name__in": [using, args]}}
+            ]
+        },
         # A setting wins over a registration of the same name.
         "tree": {"specs": lambda args: [{"model": "testapp.node"}]},
     }
@@ -65,7 +72,7 @@ def test_unknown_dataset_lists_the_known_ones():
         registry.get_dataset("nope")
     assert str(excinfo.value) == (
         "Unknown dataset 'nope'; known datasets: accessories, authors, books, comments,"
-        " everything, gadgets, items, makers, parts, people, questions, tree."
+        " everything, gadgets, items, makers, parts, people, questions, section, tree."
     )
 
 
@@ -92,7 +99,7 @@ def test_unregister_removes_a_registration_and_returns_it(restore_registry):
         registry.get_dataset("tags")
     assert str(excinfo.value) == (
         "Unknown dataset 'tags'; known datasets: accessories, authors, books, comments,"
-        " everything, gadgets, items, makers, parts, people, questions, tree."
+        " everything, gadgets, items, makers, parts, people, questions, section, tree."
     )
 
 
@@ -114,7 +121,7 @@ def test_unregistering_a_name_that_is_not_registered_is_an_error(restore_registr
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'nope': it is not registered (registered datasets:"
         " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
-        " people, questions, tree)."
+        " people, questions, section, tree)."
     )
     assert sorted(registry.datasets()) == REGISTERED
 
@@ -126,7 +133,7 @@ def test_unregister_leaves_the_datasets_of_the_setting_alone(restore_registry):
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'f3-tags': it is not registered (registered datasets:"
         " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
-        " people, questions, tree)."
+        " people, questions, section, tree)."
     )
     # The setting's 'tree' wins over the registration; unregistering removes only the latter.
     unregister("tree")
@@ -196,4 +203,18 @@ def test_spec_helpers_expand_to_one_spec_per_model():
         "testapp.book",
         "testapp.novel",
         "testapp.reading",
+        "testapp.section",
+        "testapp.page",
+        "testapp.revision",
     ]
+
+
+@override_settings(DATASET_SYNC_DATASETS="tests.test_registry.feincms3_datasets")
+def test_a_declared_function_that_takes_using_gets_the_database():
+    assert registry.get_dataset("f3-named").specs("x", "target") == [
+        Spec("testapp.tag", filter={"name__in": ["target", "x"]})
+    ]
+    assert registry.get_dataset("f3-named").specs("x") == [
+        Spec("testapp.tag", filter={"name__in": ["default", "x"]})
+    ]
+    assert registry.get_dataset("f3-tags").reads_database is False

@@ -191,14 +191,17 @@ def test_copies_are_saved_raw_and_send_signals(tmp_path):
     assert saved == [("root", True, True, "target")]
 
 
-def test_a_child_without_a_spec_of_its_own_follows_its_copied_parent(tmp_path):
+def test_a_child_whose_spec_does_not_copy_follows_its_copied_parent(tmp_path):
     """A hand-made dump: items are copied, and the article of a copied item with them."""
     path = tmp_path / "dump.json"
     path.write_text(
         json.dumps(
             {
                 "version": 1,
-                "specs": [{"model": "testapp.item", "save_as_new": True}],
+                "specs": [
+                    {"model": "testapp.item", "save_as_new": True},
+                    {"model": "testapp.article"},
+                ],
                 "objects": [
                     {"model": "testapp.item", "pk": 1, "fields": {"title": "article"}},
                     {"model": "testapp.article", "pk": 1, "fields": {"body": "text"}},

@@ -593,6 +593,13 @@ def test_check_reports_as_json(older, tmp_path):
         "sources": [str(path)],
         "datasets": [{"dataset": "gadgets", "args": ""}],
         "models": {},
-        "totals": {"created": 0, "updated": 0, "unchanged": 0, "deleted": 0, "cascaded": 0},
+        "totals": {
+            "created": 0,
+            "updated": 0,
+            "unchanged": 0,
+            "deleted": 0,
+            "cascaded": 0,
+            "cascade_updated": 0,
+        },
     }
     assert drift_rows("target") == before

@@ -87,8 +87,25 @@ def dump(
         dataset = get_dataset(name)
     else:
         args = ""
+    # A dataset that reads the database (the ids its filters name) reads the same snapshot
+    # as the rows.
+    with _snapshot(using):
+        return _dump(dataset, args, specs, output, using, mappers, log, on_batch, format_version)
+
+
+def _dump(
+    dataset: Dataset | None,
+    args: str,
+    specs: Sequence[SpecLike] | None,
+    output: str | Path | Writable,
+    using: str,
+    mappers: dict[str, Mapper] | None,
+    log: Log | None,
+    on_batch: OnBatch | None,
+    format_version: int,
+) -> DumpSummary:
     if dataset is not None:
-        resolved = dataset.specs(args)
+        resolved = dataset.specs(args, using)
         mappers = {**dataset.mappers, **(mappers or {})}
         header = Header(
             specs=[spec.as_dict() for spec in resolved], dataset=dataset.name, args=args
@@ -108,7 +125,7 @@ def dump(
     header.schema = schema.record((spec.get_model() for spec in resolved), using)
     header.vendor = connections[using].vendor
     header.created = timezone.now().isoformat()
-    with _opened(output) as stream, _snapshot(using):
+    with _opened(output) as stream:
         counts = _write(
             stream,
             header,

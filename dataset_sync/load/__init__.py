@@ -5,11 +5,13 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
 - ``read``: read a dump once, check it (format, digest, signature, the specs against this
   database's declaration) and spool its objects (``spool``), before anything is written;
 - ``order``: the models in the order they are written, parents first;
-- ``keys``: where each dumped row lands on the target, and how references follow it;
+- ``keys``: where each dumped row lands on the target, and how references follow it; the
+  ``scope`` refuses rows the target holds outside the dataset before anything is written;
 - ``write``: per batch, convert (``convert``), compare and write in bulk;
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
 - the dataset's ``after_write`` hooks, in the same transaction;
-- ``finish``: verify references, cascades and constraints; reset sequences.
+- ``finish``: verify references, cascades and constraints (and with the ``scope``, that the
+  dataset selects every row written); reset sequences.
 
 ``backends`` holds every SQL statement the stages build, and ``lock`` the load's lock.
 """
@@ -236,6 +238,7 @@ def _apply(
     keys = TargetKeys(dump.keys, dump.selection, dump.identities, matcher)
     keys.match(dump.objects)
     refuse_sibling_children(keys, using, chunk)
+    dump.scope.refuse_overwrites(keys, using, chunk)
     resolver = ReferenceResolver(keys, dump.selection, using, chunk)
     order = write_order(dump.objects.spools)
     deferred = DeferredValues()
@@ -275,6 +278,8 @@ def _apply(
     for hook in dump.hooks:
         hook(using=using, dataset=dump.header.dataset, args=dump.header.args, report=report)
     check_cascades(order, keys, report, using, chunk)
+    # After check_cascades, which names a written row that a cascade took for what it is.
+    dump.scope.refuse_written(keys, report, using, chunk)
     for model, writer in writers.items():
         check_references(model, writer.references, using, chunk)
     check_constraints(order, using)

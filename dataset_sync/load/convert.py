@@ -320,6 +320,13 @@ class RowConverter:
     def checked_pk(self, raw: Any) -> Any:
         """The primary key of a dumped object; SchemaMismatchError for one the target's column
         cannot take. Each object's key is checked once, as the dump is spooled."""
+        if raw is None:
+            # A row without a key would be inserted under a new one, which delete_missing
+            # then deletes along with the row the key was to name.
+            raise SchemaMismatchError(
+                f"{describe(self.model, raw)}: the object has no primary key; every dumped"
+                " object needs one. Dump it again."
+            )
         try:
             pk = self.pk_from_json(raw)
             _check_range(pk, self.pk_column.bounds)

@@ -1,17 +1,18 @@
 """The delete stage: rows that a ``delete_missing`` spec selects on the target but that the
 dump lacks are deleted, through Django's collector.
 
-The collector makes CASCADE, SET_NULL and PROTECT behave as in ``Model.delete()``. Deletions
-run after the writes, so that a row can be re-parented before its old parent goes, and
-children before parents, so that a parent's deletion cascades to as little as possible. A
-deletion that would cascade to rows no spec selects is refused unless allowed (see
-``guards.py``); the rows are deleted all the same first, so that the refusal can name every
-row it would take, and the refusal rolls them back.
+The collector makes CASCADE, SET_NULL and PROTECT behave as in ``Model.delete()``; every row
+it deletes or updates beyond the stale rows themselves is counted (``cascaded``,
+``cascade_updated``) and logged by key. Deletions run after the writes, so that a row can be
+re-parented before its old parent goes, and children before parents, so that a parent's
+deletion cascades to as little as possible. A deletion that would reach rows no spec
+selects, deleting or updating them, is refused unless allowed (see ``guards.py``); the rows
+are deleted all the same first, so that the refusal can name every row it would take, and
+the refusal rolls them back.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +20,8 @@ from django.db import models
 from django.db.models.deletion import Collector, ProtectedError, RestrictedError
 
 from dataset_sync.errors import DeletionGuardError, DeletionProtectedError
-from dataset_sync.load.guards import rows_outside
+from dataset_sync.load.convert import describe
+from dataset_sync.load.guards import Outside, Reach, rows_outside
 from dataset_sync.load.keys import TargetKeys
 from dataset_sync.load.order import delete_order
 from dataset_sync.load.read import VerifiedDump
@@ -49,8 +51,8 @@ class Deleter:
         self.report = report
         self.log = log
         self.chunk = chunk
-        #: Rows reached by cascades that no spec selects, per model label.
-        self.cascades_outside: Counter[str] = Counter()
+        #: Rows that deletions reached, deleting or updating them, that no spec selects.
+        self.outside = Outside()
         self._refused_from = ""
 
     def delete_missing(self) -> None:
@@ -129,11 +131,12 @@ class Deleter:
                 f" ({', '.join(f'pk={pk!r}' for pk in pks[:5])}); they are protected by"
                 f" {', '.join(blocking[:5])}. Add those rows to the dataset or delete them first."
             ) from exc
+        reach = Reach.of(collector)
         if not (self.allow_cascade or spec.allow_cascade):
-            outside = rows_outside(collector, model, self.dump.specs, self.using, self.chunk)
-            self.cascades_outside.update(outside)
+            outside = rows_outside(reach, model, self.dump.specs, self.using, self.chunk)
+            self.outside.add(outside)
             if outside and not self._refused_from:
-                self._refused_from = f"{label}(pk={pks[0]!r})"
+                self._refused_from = describe(model, pks[0])
         _total, per_model = collector.delete()
         for deleted_label, count in per_model.items():
             deleted_label = deleted_label.lower()
@@ -142,9 +145,27 @@ class Deleter:
             else:
                 stale = min(stale_parents.get(deleted_label, 0), count)
                 self.report.add(deleted_label, deleted=stale, cascaded=count - stale)
+        for related, updated in reach.updated.items():
+            self.report.add(related._meta.label_lower, cascade_updated=len(updated))
         if self.log:
-            for pk in pks:
-                self.log(f"deleted {label}(pk={pk!r})")
+            self._log(model, pks, reach)
+
+    def _log(self, model: Model, pks: list[Any], reach: Reach) -> None:
+        """Every row the deletion of ``pks`` took or changed, by key."""
+        assert self.log is not None
+        for pk in pks:
+            self.log(f"deleted {describe(model, pk)}")
+        # A multi-table inheritance object's parent rows and many-to-many links go with it.
+        own = {model, *model._meta.get_parent_list()}
+        for related, deleted in sorted(reach.deleted.items(), key=_by_label):
+            if related not in own and not related._meta.auto_created:
+                for pk in sorted(deleted):
+                    self.log(f"deleted {describe(related, pk)} by cascade")
+        for related, updated in sorted(reach.updated.items(), key=_by_label):
+            for pk, fields in sorted(updated.items()):
+                self.log(
+                    f"updated {describe(related, pk)} by cascade ({', '.join(sorted(fields))})"
+                )
 
     def _count_stale(self, model: Model, pks: list[Any]) -> int:
         """How many of ``pks`` a delete_missing spec of ``model`` selects and the dump lacks."""
@@ -154,12 +175,14 @@ class Deleter:
         return len(stale)
 
     def _refuse_cascades_outside(self) -> None:
-        if self.cascades_outside:
-            reached = ", ".join(
-                f"{count:,} {label}" for label, count in sorted(self.cascades_outside.items())
-            )
+        if self.outside:
             raise DeletionGuardError(
                 f"deleting the rows missing from the dump (starting with {self._refused_from})"
-                f" would cascade to rows outside the dataset: {reached}. Add those models to"
-                " the dataset, or allow it with --allow-cascade or the spec's allow_cascade."
+                f" would cascade to rows outside the dataset: {self.outside.describe()}. Add"
+                " those models to the dataset, or allow it with --allow-cascade or the spec's"
+                " allow_cascade."
             )
+
+
+def _by_label(item: tuple[Model, Any]) -> str:
+    return item[0]._meta.label_lower

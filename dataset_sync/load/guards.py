@@ -3,15 +3,16 @@ cascades that would reach rows outside the dataset.
 
 A dump is a destructive instruction that usually runs unattended; a truncated export on the
 source must not wipe the target, and deleting a row must not silently take rows the dataset
-never declared along with it. ``delete.py`` deletes; this module decides what is too much.
+never declared along with it, or set their foreign keys to NULL. ``delete.py`` deletes;
+this module decides what is too much.
 """
 
 from __future__ import annotations
 
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
@@ -65,40 +66,113 @@ class DeleteLimit:
             )
 
 
+@dataclass
+class Reach:
+    """The rows a collected deletion reaches, per model: those it deletes, and those that an
+    ``on_delete`` of ``SET_NULL``, ``SET_DEFAULT`` or ``SET()`` updates (with the fields it
+    sets), rows it deletes anyway left out."""
+
+    deleted: dict[type[models.Model], set[Any]]
+    updated: dict[type[models.Model], dict[Any, set[str]]]
+
+    @classmethod
+    def of(cls, collector: Collector) -> Reach:
+        """Read what ``collector`` collected; before it deletes, while the rows still match."""
+        deleted: dict[type[models.Model], set[Any]] = defaultdict(set)
+        for related, instances in collector.data.items():
+            deleted[related].update(instance.pk for instance in instances)
+        for queryset in collector.fast_deletes:
+            deleted[queryset.model].update(queryset.values_list("pk", flat=True))
+        updated: dict[type[models.Model], dict[Any, set[str]]] = defaultdict(dict)
+        for (relation, _value), collected in collector.field_updates.items():
+            rows: Any
+            for rows in collected:
+                if isinstance(rows, models.QuerySet):
+                    model, pks = rows.model, list(rows.values_list("pk", flat=True))
+                else:
+                    instances = list(rows)
+                    if not instances:
+                        continue
+                    model, pks = type(instances[0]), [instance.pk for instance in instances]
+                model = model._meta.concrete_model or model
+                for pk in pks:
+                    if pk not in deleted.get(model, ()):
+                        updated[model].setdefault(pk, set()).add(relation.name)
+        return cls(dict(deleted), {model: pks for model, pks in updated.items() if pks})
+
+
+@dataclass
+class Outside:
+    """Rows outside the dataset that deletions reach, counted per model label."""
+
+    deleted: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    #: The fields that on_delete handlers set, per model label.
+    fields: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+
+    def __bool__(self) -> bool:
+        return bool(self.deleted or self.updated)
+
+    def add(self, other: Outside) -> None:
+        self.deleted.update(other.deleted)
+        self.updated.update(other.updated)
+        for label, fields in other.fields.items():
+            self.fields[label].update(fields)
+
+    def describe(self) -> str:
+        """``2 testapp.choice, 1 testapp.author updated (favorite_question)``."""
+        parts = [f"{count:,} {label}" for label, count in sorted(self.deleted.items())]
+        parts.extend(
+            f"{count:,} {label} updated ({', '.join(sorted(self.fields[label]))})"
+            for label, count in sorted(self.updated.items())
+        )
+        return ", ".join(parts)
+
+
 def rows_outside(
-    collector: Collector,
+    reach: Reach,
     model: type[models.Model],
     specs: Iterable[Spec],
     using: str,
     batch_size: int,
-) -> dict[str, int]:
-    """Rows a collected deletion of ``model`` reaches that no spec of the dump selects.
+) -> Outside:
+    """The rows a collected deletion of ``model`` reaches that no spec of the dump selects.
 
-    Counted per model label. The deleted model's own rows, its multi-table inheritance
-    parents (the same objects) and its many-to-many links are part of what is deleted, not
-    cascades.
+    The deleted model's own rows, its multi-table inheritance parents (the same objects) and
+    its many-to-many links are part of what is deleted, not cascades.
     """
-    reached: dict[type[models.Model], set[Any]] = defaultdict(set)
-    for related, instances in collector.data.items():
-        reached[related].update(instance.pk for instance in instances)
-    for queryset in collector.fast_deletes:
-        reached[queryset.model].update(queryset.values_list("pk", flat=True))
     own = {model, *model._meta.get_parent_list()}
     selecting: Mapping[type[models.Model], list[Spec]] = _specs_by_model(specs)
-    outside: dict[str, int] = {}
-    for related, pks in reached.items():
+    outside = Outside()
+    for related, pks in reach.deleted.items():
         if related in own or related._meta.auto_created or not pks:
             continue
-        covered: set[Any] = set()
-        ordered = sorted(pks)
-        for spec in selecting.get(related, []):
-            for start in range(0, len(ordered), batch_size):
-                chunk = ordered[start : start + batch_size]
-                selected = spec.queryset(using).filter(pk__in=chunk)
-                covered.update(selected.values_list("pk", flat=True))
-        if count := len(pks - covered):
-            outside[related._meta.label_lower] = count
+        if count := len(_unselected(related, pks, selecting, using, batch_size)):
+            outside.deleted[related._meta.label_lower] = count
+    for related, fields in reach.updated.items():
+        if unselected := _unselected(related, set(fields), selecting, using, batch_size):
+            label = related._meta.label_lower
+            outside.updated[label] = len(unselected)
+            for pk in unselected:
+                outside.fields[label].update(fields[pk])
     return outside
+
+
+def _unselected(
+    model: type[models.Model],
+    pks: set[Any],
+    selecting: Mapping[type[models.Model], list[Spec]],
+    using: str,
+    batch_size: int,
+) -> set[Any]:
+    covered: set[Any] = set()
+    ordered = sorted(pks)
+    for spec in selecting.get(model, []):
+        for start in range(0, len(ordered), batch_size):
+            chunk = ordered[start : start + batch_size]
+            selected = spec.queryset(using).filter(pk__in=chunk)
+            covered.update(selected.values_list("pk", flat=True))
+    return pks - covered
 
 
 def _specs_by_model(specs: Iterable[Spec]) -> dict[type[models.Model], list[Spec]]:

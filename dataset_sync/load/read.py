@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from dataset_sync.errors import (
 )
 from dataset_sync.format import DumpReader, Header, open_input
 from dataset_sync.identity import Identities, root
+from dataset_sync.load.scope import Scope
 from dataset_sync.load.spool import Selection, SpooledObjects, Spooler
 from dataset_sync.progress import OnBatch
 from dataset_sync.registry import Hook
@@ -57,6 +59,8 @@ class VerifiedDump:
     identities: Identities
     objects: SpooledObjects
     selection: Selection
+    #: What the specs select on the target, which no row the load writes may leave.
+    scope: Scope
     #: The after_write hooks of the dataset this database declares for the dump, if any.
     hooks: tuple[Hook, ...] = ()
     #: How this database's schema differs from the dump's, where the load goes on anyway.
@@ -122,7 +126,13 @@ def read(
         specs = _specs(header, using, trust_dump_specs)
         identities = _identities(header, specs)
         directory.mkdir()
-        spooler = Spooler(directory, specs, using, conf.batch_size())
+        declared = registry.datasets().get(header.dataset or "")
+        again = None
+        if declared is not None and declared.reads_database and not trust_dump_specs:
+            # What the rows written must belong to: the dataset as it reads once they are.
+            again = functools.partial(declared.specs, header.args, using)
+        scope = Scope(specs, header, again)
+        spooler = Spooler(directory, specs, scope, using, conf.batch_size())
         try:
             for batch in reader.batches():
                 renames.objects(batch)
@@ -134,7 +144,6 @@ def read(
             spooler.objects.close()
             raise
         selection = Selection(specs, reader.spec_counts, spooler.objects.ordinals)
-        declared = registry.datasets().get(header.dataset or "")
         return VerifiedDump(
             source_name(source),
             header,
@@ -142,6 +151,7 @@ def read(
             identities,
             spooler.objects,
             selection,
+            scope,
             declared.after_write if declared else (),
             drift,
         )
@@ -180,7 +190,7 @@ def _specs(header: Header, using: str, trust_dump_specs: bool) -> list[Spec]:
     """The specs to load with, each checked against this database."""
     specs = [Spec.from_dict(spec) for spec in header.specs]
     if not trust_dump_specs:
-        specs = registry.declared_specs(header.dataset, header.args, specs)
+        specs = registry.declared_specs(header.dataset, header.args, specs, using)
     for spec in specs:
         try:
             spec.get_model()

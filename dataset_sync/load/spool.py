@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from django.apps import apps
 from django.db import connections, models
@@ -33,6 +33,9 @@ from django.db import connections, models
 from dataset_sync.errors import SchemaMismatchError, SpoolError
 from dataset_sync.load.convert import RowConverter
 from dataset_sync.specs import Spec
+
+if TYPE_CHECKING:
+    from dataset_sync.load.scope import Scope
 
 Model = type[models.Model]
 #: The flags by which two specs of one model can differ in what loading an object does.
@@ -132,8 +135,11 @@ class Spooler:
     An object selected by several specs is kept once, as the first spec selected it.
     """
 
-    def __init__(self, directory: Path, specs: Iterable[Spec], using: str, batch_size: int) -> None:
+    def __init__(
+        self, directory: Path, specs: Iterable[Spec], scope: Scope, using: str, batch_size: int
+    ) -> None:
         self._directory = directory
+        self._scope = scope
         self._connection = connections[using]
         self._batch_size = batch_size
         self.objects = SpooledObjects()
@@ -204,6 +210,7 @@ class Spooler:
                 ) from None
             # A proxy model's rows live in its concrete model's table.
             concrete = model._meta.concrete_model or model
+            self._scope.refuse_model(concrete, data["pk"])
             converter = RowConverter(concrete, self._connection, ignorenonexistent=False)
             self._converters[label] = converter
         return converter
@@ -252,9 +259,8 @@ class Selection:
         ordinals = self._ordinals.get(model)
         if ordinals is not None and self._ends is not None and pk in ordinals:
             return self.specs[bisect.bisect_right(self._ends, ordinals[pk])]
-        first = self._first.get(model)
-        # A hand-made dump may hold objects of a model it has no spec for: no flags apply.
-        return first if first is not None else Spec(model._meta.label_lower)
+        # The scope refused objects of models that no spec names while the dump was read.
+        return self._first[model]
 
     def any_spec(self, model: Model, flag: str) -> bool:
         """Whether some spec of ``model`` sets ``flag``."""
