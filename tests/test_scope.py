@@ -140,7 +140,9 @@ def test_a_row_outside_the_filter_is_not_overwritten(stage):
         OutsideDatasetError,
         f"{path}: testapp.author(pk=2) is in the dump, but on this database it is outside"
         " dataset 'authors:1' (which selects testapp.author by {'pk__in': [1]}), so a load"
-        " must not overwrite it. Load a dataset that selects it, or change it here first.",
+        " must not overwrite it. If it is the source's row (it moved into the dataset there),"
+        " load with --adopt; if it is this database's own row, declare an identity for"
+        " testapp.author (DATASET_SYNC_IDENTITIES), so that rows are matched by what they are.",
     )
 
 
@@ -163,8 +165,10 @@ def test_a_row_outside_the_filter_is_not_re_parented_into_it(stage):
         OutsideDatasetError,
         f"{path}: testapp.question(pk={question.pk}) is in the dump, but on this database it is"
         " outside dataset 'authors:1' (which selects testapp.question by {'author__in':"
-        " [1]}), so a load must not overwrite it. Load a dataset that selects it, or change it"
-        " here first.",
+        " [1]}), so a load must not overwrite it. If it is the source's row (it moved into the"
+        " dataset there), load with --adopt; if it is this database's own row, declare an"
+        " identity for testapp.question (DATASET_SYNC_IDENTITIES), so that rows are matched by"
+        " what they are.",
     )
 
 
@@ -379,3 +383,36 @@ def test_the_checks_ask_the_database_per_batch_not_per_row(tmp_path, restore_reg
         assert report.counts["testapp.choice"].updated == count
         counts.append(len(statements.sql))
     assert counts[0] == counts[1], counts
+
+
+def test_a_row_that_moved_into_the_dataset_on_the_source_is_adopted_only_when_asked(tmp_path):
+    """The source moves one of author 2's questions to author 1. The target, loaded from it
+    before, holds that question under author 2: the same row, but the load cannot tell it from
+    a row of the target's own with the same key, so it refuses unless told to adopt it."""
+    make_source()
+    load(copy(tmp_path, "authors:1,2", "initial.json"), using="target")
+    moved = Question.objects.filter(author_id=2).order_by("pk").first()
+    # Its review would duplicate author 1's: unique_together (question, author).
+    moved.review_set.all().delete()
+    Question.objects.filter(pk=moved.pk).update(author_id=1)
+    path = copy(tmp_path, "authors:1", "moved.json")
+    before = rows("target")
+    # Its choices moved with it; the first model checked is testapp.choice.
+    choice = moved.choices.order_by("pk").first()
+
+    with pytest.raises(OutsideDatasetError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == (
+        f"{path}: testapp.choice(pk={choice.pk}) is in the dump, but on this database it is"
+        " outside dataset 'authors:1' (which selects testapp.choice by {'question__author__in':"
+        " [1]}), so a load must not overwrite it. If it is the source's row (it moved into the"
+        " dataset there), load with --adopt; if it is this database's own row, declare an"
+        " identity for testapp.choice (DATASET_SYNC_IDENTITIES), so that rows are matched by"
+        " what they are."
+    )
+    assert rows("target") == before
+
+    run("loaddata-spec", str(path), "--database", "target", "--adopt")
+
+    assert dataset_state("authors:1", "target") == dataset_state("authors:1", "default")
+    assert Question.objects.using("target").get(pk=moved.pk).author_id == 1

@@ -60,6 +60,7 @@ def load(
     ignorenonexistent: bool = False,
     trust_dump_specs: bool = False,
     allow_cascade: bool = False,
+    adopt: bool = False,
     max_delete: DeleteLimit | None = None,
     signals: bool = False,
     log: Log | None = None,
@@ -81,6 +82,12 @@ def load(
     ``trust_dump_specs`` loads the dump's own specs instead, for dumps that name no dataset
     or an intentional override. ``allow_cascade`` allows deletions to cascade to rows no
     spec selects; ``max_delete`` limits how many rows the load may delete.
+
+    A dumped row is never written over a row of this database that the dataset does not
+    select here (it may be this database's own row that has the source row's key); such a
+    load is refused with OutsideDatasetError. ``adopt`` overwrites those rows instead, for
+    databases cloned from one another, whose rows with one key are one row (a row that moved
+    into the dataset on the source). Models with an identity are matched by it instead.
 
     Rows are written in bulk, so by default no model signals are sent, as with
     ``bulk_create()``. With ``signals=True`` every row created or updated gets
@@ -135,7 +142,7 @@ def load(
                         selected = check_planned_deletions(verified, using, max_delete)
                 for each in verified:
                     with _in_file(each.name):
-                        _apply(each, using, options, allow_cascade, report, on_batch)
+                        _apply(each, using, options, allow_cascade, adopt, report, on_batch)
                 if max_delete is not None:
                     deleted = sum(c.deleted + c.cascaded for c in report.counts.values())
                     with _in_file(names):
@@ -227,6 +234,7 @@ def _apply(
     using: str,
     options: Options,
     allow_cascade: bool,
+    adopt: bool,
     report: LoadReport,
     on_batch: OnBatch | None,
 ) -> None:
@@ -238,7 +246,8 @@ def _apply(
     keys = TargetKeys(dump.keys, dump.selection, dump.identities, matcher)
     keys.match(dump.objects)
     refuse_sibling_children(keys, using, chunk)
-    dump.scope.refuse_overwrites(keys, using, chunk)
+    if not adopt:
+        dump.scope.refuse_overwrites(keys, using, chunk)
     resolver = ReferenceResolver(keys, dump.selection, using, chunk)
     order = write_order(dump.objects.spools)
     deferred = DeferredValues()

@@ -98,11 +98,18 @@ class Scope:
                     .values_list("pk", flat=True)
                 )
                 if outside := [pk for pk in unselected if pk in held]:
+                    way_out = (
+                        "; if it is this database's own row, declare an identity for"
+                        f" {model._meta.label_lower} (DATASET_SYNC_IDENTITIES), so that rows"
+                        " are matched by what they are"
+                        if not keys.identified(model)
+                        else ""
+                    )
                     raise OutsideDatasetError(
                         f"{describe(model, outside[0])} is in the dump, but on this database it"
                         f" is outside {self.dataset} (which {_selects(model, self._filters)}),"
-                        " so a load must not overwrite it. Load a dataset that selects it, or"
-                        " change it here first."
+                        " so a load must not overwrite it. If it is the source's row (it moved"
+                        f" into the dataset there), load with --adopt{way_out}."
                     )
 
     def refuse_written(self, keys: TargetKeys, report: LoadReport, using: str, chunk: int) -> None:

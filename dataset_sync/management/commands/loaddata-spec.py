@@ -66,6 +66,12 @@ class Command(BaseCommand):
             help="Let deletions cascade to rows outside the dataset.",
         )
         parser.add_argument(
+            "--adopt",
+            action="store_true",
+            help="Overwrite rows this database holds outside the dataset under a dumped key:"
+            " for databases cloned from one another, whose rows with one key are one row.",
+        )
+        parser.add_argument(
             "--max-delete",
             type=_delete_limit,
             metavar="N|P%",
@@ -120,6 +126,7 @@ class Command(BaseCommand):
         ignorenonexistent: bool,
         trust_dump_specs: bool,
         allow_cascade: bool,
+        adopt: bool,
         max_delete: DeleteLimit | None,
         check_only: bool,
         as_json: bool,
@@ -156,6 +163,7 @@ class Command(BaseCommand):
                     ignorenonexistent=ignorenonexistent,
                     trust_dump_specs=trust_dump_specs,
                     allow_cascade=allow_cascade,
+                    adopt=adopt,
                     max_delete=max_delete,
                     signals=signals,
                     log=log,
