@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DEFAULT_DB_ALIAS
 from django.utils.module_loading import autodiscover_modules, import_string
@@ -74,9 +75,26 @@ class Dataset:
                 f" Check what follows '{self.name}:'."
             ) from exc
         try:
-            return [to_spec(spec) for spec in specs]
+            resolved = [to_spec(spec) for spec in specs]
         except InvalidSpecError as exc:
             raise InvalidSpecError(f"Dataset '{self.name}': {exc}") from exc
+        for spec in resolved:
+            # A value its field cannot hold ("oops" for a UUID) comes from the arguments: the
+            # filter is built, not run, so that it fails here rather than mid-dump.
+            try:
+                spec.get_model()._base_manager.filter(**spec.filter)
+            except ValidationError as exc:
+                reason = " ".join(exc.messages)
+            except (ValueError, TypeError) as exc:
+                reason = str(exc)
+            else:
+                continue
+            raise DatasetArgumentsError(
+                f"Dataset '{self.name}' rejected the arguments {args!r}: the {spec.model} spec's"
+                f" filter {spec.filter!r} cannot select rows ({reason}). Check what follows"
+                f" '{self.name}:'."
+            )
+        return resolved
 
 
 _registered: dict[str, Dataset] = {}

@@ -7,6 +7,7 @@ must raise CommandError with the same one-line message.
 from __future__ import annotations
 
 import gzip
+import json
 
 import pytest
 from django.contrib.contenttypes.models import ContentType
@@ -390,6 +391,37 @@ def test_arguments_the_dataset_rejects(tmp_path):
         run("dumpdata-spec", "authors:x", "-o", str(tmp_path / "d.json"))
     assert (str(excinfo.value), excinfo.value.returncode) == (message, 4)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["dumpdata-spec", "loaddata-spec"])
+def test_arguments_its_filter_cannot_use(tmp_path, command):
+    """The dataset takes the arguments, but a filter value is not one its field can hold:
+    found when the specs are made, on either side, not as a traceback mid-dump."""
+    message = (
+        "Dataset 'books' rejected the arguments 'oops': the testapp.publisher spec's filter"
+        " {'uuid__in': ['oops']} cannot select rows (“oops” is not a valid UUID.). Check what"
+        " follows 'books:'."
+    )
+    with pytest.raises(CommandError) as excinfo:
+        if command == "dumpdata-spec":
+            run(command, "books:oops", "-o", str(tmp_path / "d.json"))
+        else:
+            path = tmp_path / "d.json"
+            path.write_text(
+                json.dumps(
+                    {"version": 2, "dataset": "books", "args": "oops", "specs": [], "objects": []}
+                )
+            )
+            before = rows("target")
+            run(command, str(path), "--database", "target")
+    assert (str(excinfo.value), excinfo.value.returncode) == (
+        message if command == "dumpdata-spec" else f"{tmp_path / 'd.json'}: {message}",
+        4,
+    )
+    if command == "dumpdata-spec":
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert rows("target") == before
 
 
 def test_a_unique_value_the_dump_holds_twice(tmp_path, fails):
