@@ -11,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connections
 from django.test import override_settings
 
-from dataset_sync import Spec, dump, load
+from dataset_sync import DeleteLimit, Spec, dump, load
 from dataset_sync.errors import (
     IdentityMismatchError,
     InvalidSpecError,
@@ -557,3 +557,19 @@ def test_a_child_whose_parent_row_is_nowhere_is_refused(tmp_path, restore_regist
         " neither in the dump nor on the target; add testapp.book to the dataset."
     )
     assert rows("target") == before
+
+
+def test_max_delete_counts_the_rows_matched_by_identity_as_kept(tmp_path):
+    """Before anything is written, --max-delete counts what the delete_missing specs would
+    delete: rows matched by identity stay, whatever their keys."""
+    make_books()
+    shift_keys()
+    path = copy(tmp_path, f"books:{PRESS}")
+    load(path, using="target")
+    Book.objects.filter(slug="first").update(title="First, revised")
+    path = copy(tmp_path, f"books:{PRESS}", "second.json")
+
+    report = load(path, using="target", max_delete=DeleteLimit(rows=0))
+
+    assert report.counts["testapp.book"].updated == 1
+    assert report.counts["testapp.book"].deleted == 0

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models
+from django.db import connections, models
 from django.db.models.deletion import Collector
 from django.template.defaultfilters import pluralize
 
 from dataset_sync.errors import DeletionGuardError
+from dataset_sync.load.backends import backend
+from dataset_sync.load.keys import TargetKeys
+from dataset_sync.load.match import Matcher
 from dataset_sync.load.read import VerifiedDump
 from dataset_sync.specs import Spec
 
@@ -197,8 +200,23 @@ def check_planned_deletions(dumps: Sequence[VerifiedDump], using: str, limit: De
                 rows = spec.queryset(using).values_list("pk", flat=True).iterator()
                 # Dumped keys are kept per concrete model; a proxy's rows are its model's.
                 selected[spec.concrete_model()].update(rows)
+        kept = _kept(dump, using, selected)
         for model, pks in selected.items():
             selected_total += len(pks)
-            stale_total += len(pks - dump.keys.get(model, set()))
+            stale_total += len(pks - kept(model))
     limit.check(stale_total, selected_total)
     return selected_total
+
+
+def _kept(
+    dump: VerifiedDump, using: str, models_: Iterable[type[models.Model]]
+) -> Callable[[type[models.Model]], set[Any]]:
+    """The target keys of the rows of a model that the dump keeps: its dumped keys, or for a
+    model matched by identity, the keys of the target rows that have the dump's identities."""
+    if not any(dump.identities.identity(model).matched for model in models_):
+        return lambda model: dump.keys.get(model, set())
+    statements = backend(connections[using])
+    matcher = Matcher(dump.identities, using, statements.max_list, statements.max_or_terms)
+    keys = TargetKeys(dump.keys, dump.selection, dump.identities, matcher)
+    keys.match(dump.objects)
+    return keys.same_key
