@@ -140,6 +140,13 @@ def read(
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)
             spooler.objects.flush()
+            # Only their count is needed once they are all read and checked.
+            spooler.objects.count_keys_only(
+                model
+                for model in spooler.objects.keys
+                if identities.identity(model).matched
+                and not any(spec.save_as_new for spec in specs if spec.concrete_model() is model)
+            )
         except BaseException:
             spooler.objects.close()
             raise

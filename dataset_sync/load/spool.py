@@ -106,6 +106,26 @@ class Spool:
             self._file.close()
 
 
+class KeyCount:
+    """The dumped keys of a model matched by identity, counted but not kept.
+
+    Its rows land where the target's rows with their identities are, and references to them
+    name identities, so no stage looks a dumped key of it up; a million keys would hold
+    50 MB for the whole load. Looking one up is a bug, and raises TypeError.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self, keys: set[Any]) -> None:
+        self.count = len(keys)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __contains__(self, key: object) -> bool:
+        raise TypeError("the dumped keys of a model matched by identity are not kept")
+
+
 @dataclass
 class SpooledObjects:
     """A dump's objects per concrete model, and their primary keys."""
@@ -118,6 +138,12 @@ class SpooledObjects:
 
     def batches(self, model: Model) -> Iterator[list[dict[str, Any]]]:
         return self.spools[model].batches()
+
+    def count_keys_only(self, models_: Iterable[Model]) -> None:
+        """Keep only how many keys ``models_`` have, once the dump is read (:class:`KeyCount`)."""
+        for model in models_:
+            if model in self.keys:
+                self.keys[model] = KeyCount(self.keys[model])  # type: ignore[assignment]
 
     def flush(self) -> None:
         """Put every object on disk, so that a full disk shows before the load locks anything."""
