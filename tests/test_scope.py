@@ -54,7 +54,7 @@ def stage(tmp_path):
 
 def forged(path, *objects, replace=None):
     """``path`` with ``objects`` added to the run of their model's spec (the last spec's when
-    no spec names it), and the trailer recomputed; ``replace`` edits each object first."""
+    no spec names it), and the trailer recomputed; ``replace`` then edits every object."""
     lines = path.read_bytes().splitlines(keepends=True)
     header = json.loads(lines[0].rstrip(b"\n")[: -len(b', "objects": [')] + b"}")
     trailer = json.loads(b"{" + lines[-1][3:])
