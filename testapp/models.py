@@ -233,9 +233,12 @@ class Revision(models.Model):
     object_id = models.PositiveIntegerField()
     content_object = GenericForeignKey("content_type", "object_id")
     number = models.PositiveIntegerField()
-    # SET_DEFAULT: deleting the author changes the revision without deleting it.
+    # SET_DEFAULT and SET(): deleting the author changes the revision without deleting it.
     author = models.ForeignKey(
         Author, on_delete=models.SET_DEFAULT, default=None, null=True, blank=True, related_name="+"
+    )
+    reviewer = models.ForeignKey(
+        Author, on_delete=models.SET(None), null=True, blank=True, related_name="+"
     )
 
     def __str__(self) -> str:

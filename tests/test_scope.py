@@ -54,7 +54,7 @@ def stage(tmp_path):
 
 def forged(path, *objects, replace=None):
     """``path`` with ``objects`` added to the run of their model's spec (the last spec's when
-    no spec names it), and the trailer recomputed; ``replace`` edits each object first."""
+    no spec names it), and the trailer recomputed; ``replace`` then edits every object."""
     lines = path.read_bytes().splitlines(keepends=True)
     header = json.loads(lines[0].rstrip(b"\n")[: -len(b', "objects": [')] + b"}")
     trailer = json.loads(b"{" + lines[-1][3:])
@@ -332,13 +332,16 @@ def test_a_dump_cannot_write_revisions_of_a_page_outside_the_section(sections):
     )
 
 
-def test_set_default_outside_the_dataset_is_guarded_like_a_cascade(tmp_path, restore_registry):
+@pytest.mark.parametrize("field", ["author", "reviewer"])  # SET_DEFAULT, and SET(None)
+def test_set_default_and_set_outside_the_dataset_are_guarded_like_a_cascade(
+    tmp_path, restore_registry, field
+):
     restore_registry("authors-only")(
         lambda args: [Spec("testapp.author", filter={"pk__lte": 3}, delete_missing=True)]
     )
     make_section("target", 2, [5])
     author = Author.objects.using("target").create(pk=3, name="Stage", email="s@example.com")
-    Revision.objects.using("target").filter(pk=51).update(author=author)
+    Revision.objects.using("target").filter(pk=51).update(**{field: author})
     path = copy(tmp_path, "authors-only")
     before = rows("target")
 
@@ -347,14 +350,14 @@ def test_set_default_outside_the_dataset_is_guarded_like_a_cascade(tmp_path, res
 
     assert str(excinfo.value) == (
         f"{path}: deleting the rows missing from the dump (starting with testapp.author(pk=3))"
-        " would cascade to rows outside the dataset: 1 testapp.revision updated (author). Add"
-        " those models to the dataset, or allow it with --allow-cascade or the spec's"
+        f" would cascade to rows outside the dataset: 1 testapp.revision updated ({field})."
+        " Add those models to the dataset, or allow it with --allow-cascade or the spec's"
         " allow_cascade."
     )
     assert rows("target") == before
     report = load(path, using="target", allow_cascade=True)
     assert report.counts["testapp.revision"].cascade_updated == 1
-    assert Revision.objects.using("target").get(pk=51).author_id is None
+    assert getattr(Revision.objects.using("target").get(pk=51), f"{field}_id") is None
 
 
 def test_the_checks_ask_the_database_per_batch_not_per_row(tmp_path, restore_registry):

@@ -3,7 +3,7 @@ cascades that would reach rows outside the dataset.
 
 A dump is a destructive instruction that usually runs unattended; a truncated export on the
 source must not wipe the target, and deleting a row must not silently take rows the dataset
-never declared along with it, or set their foreign keys to NULL. ``delete.py`` deletes;
+never declared along with it, or change their foreign keys. ``delete.py`` deletes;
 this module decides what is too much.
 """
 
