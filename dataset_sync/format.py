@@ -65,12 +65,23 @@ _READ_ERRORS = (OSError, EOFError, zlib.error, lzma.LZMAError)
 #: keeps a lone one, which no database can store; text read as UTF-8 cannot hold one, so
 #: only text with such an escape needs a closer look.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+#: The deepest nesting of arrays and objects a dump's object may hold. Python parses and
+#: encodes JSON recursively, and the database adapters encode a JSON field's value again from
+#: deeper in the stack than the reader parsed it: a value the reader could barely parse would
+#: fail there. No real data comes near.
+MAX_DEPTH = 500
 
 
 class Writable(Protocol):
     """Where a dump goes: a file, stdout, or a management command's output wrapper."""
 
     def write(self, text: str, /) -> Any: ...
+
+
+_TOO_DEEP = (
+    f"arrays or objects are nested more than {MAX_DEPTH} deep; the file was damaged or edited."
+    " Dump it again."
+)
 
 
 def _decode(text: str, where: str) -> Any:
@@ -82,12 +93,32 @@ def _decode(text: str, where: str) -> Any:
     except json.JSONDecodeError:
         raise
     except RecursionError:
-        reason = "arrays or objects are nested too deeply"
+        raise DumpFormatError(f"{where} cannot be read: {_TOO_DEEP}") from None
     except ValueError:
-        reason = "a number has more digits than Python reads"
-    raise DumpFormatError(
-        f"{where} cannot be read: {reason}; the file was damaged or edited. Dump it again."
-    )
+        raise DumpFormatError(
+            f"{where} cannot be read: a number has more digits than Python reads; the file was"
+            " damaged or edited. Dump it again."
+        ) from None
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests arrays and objects more than MAX_DEPTH deep; without
+    recursion, since such a value is what exhausts it."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                return True
+            pending.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _brackets(text: str) -> int:
+    """How many arrays and objects ``text`` may open: never fewer than its deepest nesting,
+    so a text with at most MAX_DEPTH of them needs no closer look."""
+    return text.count("[") + text.count("{")
 
 
 def _lone_surrogate(value: Any) -> bool:
@@ -300,11 +331,16 @@ class DumpReader:
             raise self._error(
                 f"cannot be read ({exc}); the file is truncated or corrupted. Dump it again."
             ) from exc
+        objects = data.get("objects") if isinstance(data, dict) else None
+        objects = objects if isinstance(objects, list) else []
         if _SURROGATE_ESCAPE.search(text):
-            objects = data.get("objects") if isinstance(data, dict) else None
-            for index, obj in enumerate(objects if isinstance(objects, list) else ()):
+            for index, obj in enumerate(objects):
                 _refuse_lone_surrogates(obj, f"object {index + 1}")
             _refuse_lone_surrogates(data, "the header")
+        if _brackets(text) > MAX_DEPTH:
+            for index, obj in enumerate(objects):
+                if _too_deep(obj):
+                    raise self._error(f"object {index + 1} cannot be read: {_TOO_DEEP}")
         if isinstance(data, dict) and data.get("version", VERSION) not in READS:
             # A dump of another version may have another shape: say that first.
             self._header_of(data)
@@ -465,6 +501,12 @@ class DumpReader:
         if _SURROGATE_ESCAPE.search(text):
             for line_number, data in enumerate(parsed, start=first_line):
                 _refuse_lone_surrogates(data, f"line {line_number}")
+        if _brackets(text) > MAX_DEPTH:
+            for line_number, (line, data) in enumerate(
+                zip(lines, parsed, strict=True), start=first_line
+            ):
+                if _brackets(line) > MAX_DEPTH and _too_deep(data):
+                    raise self._error(f"line {line_number} cannot be read: {_TOO_DEEP}")
         # The digest covers each object's line without its comma.
         digest.update(text.replace(",\n", "\n").encode())
         return parsed
@@ -502,10 +544,17 @@ class DumpReader:
                 f" {count:,}; the file is truncated or was edited. Dump it again."
             )
         spec_counts = trailer.get("spec_counts")
-        if isinstance(spec_counts, list) and sum(spec_counts) == count:
+        if (
+            isinstance(spec_counts, list)
+            and len(spec_counts) == len(self.header.specs)
+            and all(type(each) is int and each >= 0 for each in spec_counts)
+            and sum(spec_counts) == count
+        ):
             self.spec_counts = spec_counts
         elif spec_counts is not None:
-            raise self._error("the trailer's spec_counts do not add up to its count.")
+            raise self._error(
+                "the trailer's spec_counts are not one count per spec adding up to its count."
+            )
         if trailer.get("sha256") != digest:
             raise self._error(
                 "the digest of the objects does not match the trailer; the file was changed"

@@ -514,17 +514,29 @@ def test_header_that_is_not_json_is_refused(tmp_path, target_with_rows, good_dum
     )
 
 
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        pytest.param("7, ", id="more"),
+        # The counts add up, but one more spec than the header has would select no spec.
+        pytest.param("0, ", id="longer"),
+        # sum() of them used to raise a TypeError.
+        pytest.param('"7", ', id="string"),
+        pytest.param("[], ", id="list"),
+    ],
+)
 def test_trailer_whose_spec_counts_do_not_add_up_is_refused(
-    tmp_path, target_with_rows, good_dump, fails
+    tmp_path, target_with_rows, good_dump, fails, prefix
 ):
     trailer = good_dump[-1]
     assert '"spec_counts": [' in trailer
     path = write(
-        tmp_path, [*good_dump[:-1], trailer.replace('"spec_counts": [', '"spec_counts": [7, ')]
+        tmp_path,
+        [*good_dump[:-1], trailer.replace('"spec_counts": [', f'"spec_counts": [{prefix}')],
     )
     fails(
         path,
         DumpFormatError,
-        f"{path}: the trailer's spec_counts do not add up to its count.",
+        f"{path}: the trailer's spec_counts are not one count per spec adding up to its count.",
         target_with_rows,
     )

@@ -249,6 +249,27 @@ def test_values_python_and_databases_cannot_take(fuzz_target):
     assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
 
 
+def test_forged_trailer_values(fuzz_target, settings):
+    """The trailer is not covered by the digest; with a signing key, by the signature."""
+    settings.DATASET_SYNC_SIGNING_KEY = "a key the dump was not signed with"
+    lines, attempt, outcomes = fuzz_target
+
+    @FUZZ
+    @given(
+        key=st.sampled_from(["count", "spec_counts", "sha256", "signature", "other"]),
+        value=JSON | st.lists(st.integers(-3, 60), max_size=8),
+    )
+    def forge(key, value):
+        trailer = json.loads(b"{" + lines[-1][3:])
+        trailer[key] = value
+        attempt(b"".join(lines[:-1]) + b"], " + json.dumps(trailer)[1:].encode() + b"\n")
+
+    forge()
+    # Refused by the count, the spec counts, the digest or the signature: not all by one.
+    assert mutated(outcomes) >= 20, outcomes
+    assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
+
+
 @pytest.mark.parametrize("suffix", list(COMPRESSIONS))
 def test_flipped_bytes_in_a_compressed_dump(fuzz_target, suffix):
     lines, attempt, outcomes = fuzz_target

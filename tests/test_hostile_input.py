@@ -18,7 +18,8 @@ import pytest
 
 from dataset_sync import load
 from dataset_sync.errors import DumpFormatError, InvalidSpecError, SchemaMismatchError
-from testapp.models import Choice, Question
+from dataset_sync.format import MAX_DEPTH
+from testapp.models import Choice, Node, Question
 
 from .conftest import rows, write, write_document
 
@@ -94,7 +95,7 @@ HUGE_INTEGER = "9" * 5000
 DEEP_ARRAY = "[" * 100_000 + "]" * 100_000
 BEYOND = {
     HUGE_INTEGER: "a number has more digits than Python reads",
-    DEEP_ARRAY: "arrays or objects are nested too deeply",
+    DEEP_ARRAY: "arrays or objects are nested more than 500 deep",
 }
 
 
@@ -119,6 +120,55 @@ def test_json_beyond_what_python_reads_is_refused(
     )
     message = f"{whole}: the file cannot be read: {reason}"
     fails(whole, DumpFormatError, message, target_with_rows, trusted=True)
+
+
+def node(depth):
+    """A node whose data nests arrays so that the whole object is ``depth`` deep."""
+    data = "[" * (depth - 2) + "]" * (depth - 2)
+    return f'{{"model": "testapp.node", "pk": 900, "fields": {{"name": "deep", "data": {data}}}}}'
+
+
+@pytest.mark.parametrize("layout", ["streamed", "whole"])
+def test_an_object_nested_deeper_than_the_limit_is_refused(
+    tmp_path, target_with_rows, good_dump, fails, layout
+):
+    """Python parses it, but encoding it again for the database, deeper in the stack, could
+    exhaust the recursion limit: the reader refuses what the writer might not manage."""
+    # Enough brackets in the batch to get past the first check, which counts them.
+    tags = [json.dumps(tag(name=f"t{pk}") | {"pk": pk}) for pk in range(600, 900)]
+    if layout == "streamed":
+        lines = [good_dump[0], node(MAX_DEPTH + 1) + ",\n", *(t + ",\n" for t in tags)]
+        path = write(tmp_path, [*lines, *good_dump[1:]])
+        where = "line 2"
+    else:
+        spec = '{"version": 1, "specs": [{"model": "testapp.node"}], "objects": ['
+        path = write(tmp_path, [spec, ", ".join([*tags, node(MAX_DEPTH + 1)]), "]}"])
+        where = "object 301"
+    fails(
+        path,
+        DumpFormatError,
+        f"{path}: {where} cannot be read: arrays or objects are nested more than 500 deep;"
+        " the file was damaged or edited. Dump it again.",
+        target_with_rows,
+        trusted=layout == "whole",
+    )
+
+
+def test_an_object_as_deep_as_the_limit_loads(tmp_path, target_with_rows):
+    path = write(
+        tmp_path,
+        [
+            '{"version": 1, "specs": [{"model": "testapp.node"}], "objects": [',
+            node(MAX_DEPTH),
+            "]}",
+        ],
+    )
+    load(path, using="target", trust_dump_specs=True)
+    data = Node.objects.using("target").get(pk=900).data
+    depth = 0
+    while isinstance(data, list):
+        data, depth = (data[0] if data else None), depth + 1
+    assert depth == MAX_DEPTH - 2
 
 
 def test_a_lone_surrogate_in_a_streamed_object_is_refused(
