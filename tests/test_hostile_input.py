@@ -15,9 +15,15 @@ import lzma
 from decimal import Decimal
 
 import pytest
+from django.db import connections
 
 from dataset_sync import load
-from dataset_sync.errors import DumpFormatError, InvalidSpecError, SchemaMismatchError
+from dataset_sync.errors import (
+    DumpFormatError,
+    InvalidSpecError,
+    LoadIntegrityError,
+    SchemaMismatchError,
+)
 from dataset_sync.format import MAX_DEPTH
 from testapp.models import Choice, Node, Question
 
@@ -154,7 +160,9 @@ def test_an_object_nested_deeper_than_the_limit_is_refused(
     )
 
 
-def test_an_object_as_deep_as_the_limit_loads(tmp_path, target_with_rows):
+def test_an_object_as_deep_as_the_limit_is_written(tmp_path, target_with_rows):
+    """Encoding it again for the database is no RecursionError. MariaDB stores no JSON nested
+    more than 32 deep: it refuses the row, which is one line too."""
     path = write(
         tmp_path,
         [
@@ -163,6 +171,17 @@ def test_an_object_as_deep_as_the_limit_loads(tmp_path, target_with_rows):
             "]}",
         ],
     )
+    target = connections["target"]
+    if target.vendor == "mysql" and target.mysql_is_mariadb:
+        with pytest.raises(LoadIntegrityError) as excinfo:
+            load(path, using="target", trust_dump_specs=True)
+        assert str(excinfo.value) == (
+            f"{path}: testapp.node: the database refused rows with pk 900 to 900: (4025,"
+            f" 'CONSTRAINT `testapp_node.data` failed for `{target.settings_dict['NAME']}`."
+            "`testapp_node`')"
+        )
+        assert rows("target") == target_with_rows
+        return
     load(path, using="target", trust_dump_specs=True)
     data = Node.objects.using("target").get(pk=900).data
     depth = 0
