@@ -14,7 +14,7 @@ import pytest
 from django.db import IntegrityError, connections
 
 from dataset_sync import load
-from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.errors import LoadIntegrityError, SpoolError
 
 from .conftest import copy, make_everything, rows
 from .test_roundtrip import change_source
@@ -224,8 +224,23 @@ def test_a_load_that_runs_out_of_disk_while_spooling_leaves_the_target_as_it_was
     assert (status, err) == (
         4,
         f"CommandError: {path}: cannot keep the dump's objects on disk while loading (File too"
-        f" large) in {tempfile.gettempdir()}; nothing was written. Free space there (or set"
-        " TMPDIR to a disk with space) or lift the file size limit, and load it again.\n",
+        f" large) in {tempfile.gettempdir()}; nothing was written. Point TMPDIR at a writable"
+        " directory with space, or lift the file size limit, and load it again.\n",
     )
     assert "status=bad_input exit_code=4" in out
+    assert rows("target") == before
+
+
+def test_a_load_without_a_usable_temporary_directory_is_one_line(outdated_target, monkeypatch):
+    path, before = outdated_target
+    # As TMPDIR naming a directory that is not there: tempfile reads it once, into tempdir.
+    missing = path.parent / "missing"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))
+    with pytest.raises(SpoolError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == (
+        f"{path}: cannot keep the dump's objects on disk while loading (No such file or"
+        f" directory) in {missing}; nothing was written. Point TMPDIR at a writable"
+        " directory with space, or lift the file size limit, and load it again."
+    )
     assert rows("target") == before

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +46,7 @@ from dataset_sync.load.match import Matcher
 from dataset_sync.load.order import write_order
 from dataset_sync.load.read import DumpSource, VerifiedDump, read, source_name
 from dataset_sync.load.references import ReferenceResolver
+from dataset_sync.load.spool import spool_directory
 from dataset_sync.load.write import Log, Options, TableWriter, correct_references
 from dataset_sync.progress import OnBatch
 from dataset_sync.report import LoadReport
@@ -113,15 +113,13 @@ def load(
     names = ", ".join(report.sources)
     max_age = max_age if max_age is not None else conf.max_age()
     try:
-        with (
-            _cyclic_gc_paused(),
-            tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir,
-            contextlib.ExitStack() as spools,
-        ):
+        with _cyclic_gc_paused(), contextlib.ExitStack() as spools:
+            with _in_file(names):
+                spool_dir = spools.enter_context(spool_directory())
             # Every dump is read before the transaction starts, so a bad file takes no locks.
             verified = _read_all(
                 dumps,
-                Path(spool_dir),
+                spool_dir,
                 spools,
                 using,
                 trust_dump_specs,
@@ -183,13 +181,12 @@ def check(
     report.checked = True
     max_age = max_age if max_age is not None else conf.max_age()
     try:
-        with (
-            tempfile.TemporaryDirectory(prefix="dataset-sync-") as spool_dir,
-            contextlib.ExitStack() as spools,
-        ):
+        with contextlib.ExitStack() as spools:
+            with _in_file(", ".join(report.sources)):
+                spool_dir = spools.enter_context(spool_directory())
             verified = _read_all(
                 dumps,
-                Path(spool_dir),
+                spool_dir,
                 spools,
                 using,
                 trust_dump_specs,

@@ -45,9 +45,21 @@ _LOAD_FLAGS = ("ignore_missing_m2m", "save_as_new", "defer_values")
 def _cannot_spool(exc: OSError) -> SpoolError:
     return SpoolError(
         f"cannot keep the dump's objects on disk while loading ({exc.strerror}) in"
-        f" {tempfile.gettempdir()}; nothing was written. Free space there (or set TMPDIR to"
-        " a disk with space) or lift the file size limit, and load it again."
+        f" {tempfile.gettempdir()}; nothing was written. Point TMPDIR at a writable"
+        " directory with space, or lift the file size limit, and load it again."
     )
+
+
+@contextlib.contextmanager
+def spool_directory() -> Iterator[Path]:
+    """A new temporary directory for a load's spools, removed with everything in it at the
+    end; SpoolError when it cannot be made (TMPDIR missing, not writable, or full)."""
+    try:
+        directory = tempfile.TemporaryDirectory(prefix="dataset-sync-")
+    except OSError as exc:
+        raise _cannot_spool(exc) from exc
+    with directory as name:
+        yield Path(name)
 
 
 class Spool:
