@@ -248,15 +248,19 @@ def main() -> None:
             commit()
 
         connection._commit = pause_then_commit  # type: ignore[method-assign]
+    previous = resource.getrlimit(resource.RLIMIT_FSIZE)
     if "file_size_limit" in options:
         # As a full disk would, writes past the limit fail with an OSError (EFBIG), instead
         # of the signal that would kill the process.
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        limit = options["file_size_limit"]
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (options["file_size_limit"], previous[1]))
     command = {"load": "loaddata-spec", "dump": "dumpdata-spec"}[sys.argv[1]]
-    with connections["target"].execute_wrapper(hooks):
-        execute_from_command_line(["manage.py", command, *sys.argv[2:]])
+    try:
+        with connections["target"].execute_wrapper(hooks):
+            execute_from_command_line(["manage.py", command, *sys.argv[2:]])
+    finally:
+        # The limit is the command's: coverage saves its data file as the process exits.
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
 
 
 if __name__ == "__main__":
