@@ -35,7 +35,8 @@ from django.db.models.fields import NOT_PROVIDED
 
 from dataset_sync.errors import SchemaDriftError
 
-#: A field's fingerprint: ``{"column", "type", "null"}`` and ``"to"`` for a relation.
+#: A field's fingerprint: ``{"column", "type", "null"}`` (a link has no column) and ``"to"`` for
+#: a relation.
 Fingerprint = dict[str, Any]
 Applied = set[tuple[str, str]]
 
@@ -108,11 +109,10 @@ def fingerprint(model: type[models.Model]) -> dict[str, Fingerprint]:
         remote: Any = field.remote_field
         if field.many_to_many and not remote.through._meta.auto_created:
             continue  # links through a model of its own are that model's rows
-        entry: Fingerprint = {
-            "column": field.column,
-            "type": field.get_internal_type(),
-            "null": field.null,
-        }
+        entry: Fingerprint = {"type": field.get_internal_type(), "null": field.null}
+        if not field.many_to_many:
+            # A link has no column of its own (Django 6.0 says None, earlier versions its name).
+            entry = {"column": field.column, **entry}
         if field.related_model is not None:
             entry["to"] = field.related_model._meta.label_lower
         fields[field.name] = entry
@@ -285,8 +285,9 @@ def _compare_model(
         else:
             if mine["null"] and not theirs["null"]:
                 drift.append(Drift("null_allowed", meta.app_label, label, name))
-            # A renamed field's fingerprint has no column (renames.py): the rename says it.
-            if "column" in theirs and mine["column"] != theirs["column"]:
+            # A renamed field's fingerprint has no column (renames.py): the rename says it;
+            # a link has none either.
+            if "column" in theirs and "column" in mine and mine["column"] != theirs["column"]:
                 detail = f"'{mine['column']}' here, '{theirs['column']}' where dumped"
                 drift.append(Drift("column_renamed", meta.app_label, label, name, detail=detail))
     for name in [name for name in ours if name not in dumped]:
