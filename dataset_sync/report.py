@@ -139,10 +139,12 @@ class LoadReport:
         fields: dict[str, Any] = {
             "status": data["status"],
             "exit_code": exit_code,
+            # "-": a dump that names no dataset, or a load refused before any header was read.
             "dataset": ",".join(
-                f"{d['dataset']}:{d['args']}" if d["args"] else str(d["dataset"])
+                f"{d['dataset'] or '-'}:{d['args']}" if d["args"] else d["dataset"] or "-"
                 for d in data["datasets"]
-            ),
+            )
+            or "-",
             "source": ",".join(self.sources),
             **data["totals"],
             "dry_run": str(self.dry_run).lower(),

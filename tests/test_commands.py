@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db.models.signals import post_save
 
-from dataset_sync import Spec, registry
+from dataset_sync import Spec, dump, registry
 from testapp.models import Choice, Question, Tag
 
 from .conftest import copy, dataset_state, make_everything, make_source, rows, run, summary
@@ -270,7 +270,7 @@ def test_failed_load_ends_with_a_summary_line_and_its_exit_code(tmp_path):
     assert fields == {
         "status": "bad_input",
         "exit_code": "4",
-        "dataset": "",
+        "dataset": "-",
         "source": str(path),
         "created": "0",
         "updated": "0",
@@ -291,6 +291,35 @@ def test_failed_load_ends_with_a_summary_line_and_its_exit_code(tmp_path):
         4,
         {"type": "DumpFormatError", "message": f"{path}: no such file."},
     )
+
+
+def test_a_load_refused_after_its_header_was_read_names_the_dataset(tmp_path):
+    make_source()
+    path = copy(tmp_path, "authors:1")
+    out = io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command(
+            "loaddata-spec", str(path), "--database", "target", "--max-age", "1e-9", stdout=out
+        )
+    assert excinfo.value.returncode == 5
+    _lines, fields = summary(out.getvalue())
+    assert (fields["status"], fields["dataset"], fields["error"]) == (
+        "refused",
+        "authors:1",
+        "StaleDumpError",
+    )
+
+
+def test_a_dump_that_names_no_dataset_is_summarised_as_such(tmp_path):
+    Tag.objects.create(name="python")
+    path = tmp_path / "specs.json"
+    dump(specs=[Spec("testapp.tag")], output=path)
+    out = io.StringIO()
+    call_command(
+        "loaddata-spec", str(path), "--database", "target", "--trust-dump-specs", stdout=out
+    )
+    _lines, fields = summary(out.getvalue())
+    assert (fields["status"], fields["dataset"]) == ("changed", "-")
 
 
 def test_detailed_exitcode_tells_nothing_to_change_apart(tmp_path):

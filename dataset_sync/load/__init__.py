@@ -126,8 +126,8 @@ def load(
                 ignorenonexistent,
                 on_batch,
                 max_age,
+                report,
             )
-            report.headers = [each.header for each in verified]
             report.drift = [drift for each in verified for drift in each.drift]
             written = {model for each in verified for model in each.written_models()}
             with (
@@ -193,8 +193,8 @@ def check(
                 ignorenonexistent,
                 on_batch,
                 max_age,
+                report,
             )
-            report.headers = [each.header for each in verified]
             report.drift = [drift for each in verified for drift in each.drift]
             if max_delete is not None:
                 with _in_file(", ".join(report.sources)):
@@ -213,14 +213,25 @@ def _read_all(
     ignorenonexistent: bool,
     on_batch: OnBatch | None,
     max_age: float | None,
+    report: LoadReport,
 ) -> list[VerifiedDump]:
-    """Read and verify every dump; ``spools`` closes what they spooled."""
+    """Read and verify every dump; ``spools`` closes what they spooled. ``report`` gets each
+    dump's header as soon as it is read."""
     verified: list[VerifiedDump] = []
     for index, dump in enumerate(dumps):
         with _in_file(source_name(dump)):
             directory = spool_dir / str(index)
             verified.append(
-                read(dump, directory, using, trust_dump_specs, on_batch, ignorenonexistent, max_age)
+                read(
+                    dump,
+                    directory,
+                    using,
+                    trust_dump_specs,
+                    on_batch,
+                    ignorenonexistent,
+                    max_age,
+                    on_header=report.headers.append,
+                )
             )
         spools.callback(verified[-1].close)
     return verified

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import functools
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -103,17 +104,21 @@ def read(
     on_batch: OnBatch | None,
     ignorenonexistent: bool = False,
     max_age: float | None = None,
+    on_header: Callable[[Header], None] | None = None,
 ) -> VerifiedDump:
     """Read, verify and spool one dump into ``directory``; the caller closes what it returns.
 
     Reads ``using`` and writes nothing to it. Errors do not name the dump; the caller adds
     its name once (``in_file()``). ``ignorenonexistent`` lets a dump with fields or
     migrations this database lacks through: their values are skipped. ``max_age`` refuses a
-    dump made more than that many seconds ago.
+    dump made more than that many seconds ago. ``on_header`` gets the header as soon as it is
+    read, so that a report names the dataset of a dump refused later.
     """
     stream = open_input(str(source)) if isinstance(source, (str, Path)) else source
     try:
         reader = DumpReader(stream, conf.signing_key(), conf.batch_size())
+        if on_header is not None:
+            on_header(reader.header)
         if max_age is not None:
             _check_age(reader.header, max_age)
         # The dump is read as if written with the fields' new names; the reader verifies
