@@ -305,6 +305,8 @@ class Spec:
             TypeError,
             OverflowError,
             DatabaseError,
+            # Values nested hundreds deep: Django resolves them recursively (Python 3.13).
+            RecursionError,
         ) as exc:
             raise InvalidSpecError(
                 f"Spec for {self.model}: the filter {dict(self.filter)!r} cannot be used on the"
