@@ -15,11 +15,13 @@ for --django X) from pyproject.toml.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -80,13 +82,30 @@ def test(args: argparse.Namespace) -> int:
         subprocess.run([python, "-m", "coverage", "erase"], cwd=ROOT, check=True)
         pytest = [python, "-m", "coverage", "run", "--parallel-mode", "-m", "pytest"]
     failed = []
-    for backend in backends:
-        print(f"== tests on {backend}" + (f", Django {args.django}" if args.django else ""))
-        env = {**os.environ, "DATASET_SYNC_TEST_DB": backend}
-        if args.require:
-            env["DATASET_SYNC_REQUIRE_DB"] = "1"
-        if subprocess.run([*pytest, *args.pytest_args], cwd=ROOT, env=env).returncode != 0:
-            failed.append(backend)
+    # The databases run at once, each in its own pytest process: a server database spends
+    # most of its time waiting for commits, so together they take little longer than the
+    # slowest alone. Each one's output is printed whole when it ends.
+    with contextlib.ExitStack() as outputs:
+        runs = []
+        for backend in backends:
+            env = {**os.environ, "DATASET_SYNC_TEST_DB": backend}
+            if args.require:
+                env["DATASET_SYNC_REQUIRE_DB"] = "1"
+            output = outputs.enter_context(tempfile.TemporaryFile(mode="w+", encoding="utf-8"))
+            basetemp = Path(tempfile.gettempdir()) / f"dataset-sync-tests-{os.getpid()}-{backend}"
+            command = [*pytest, f"--basetemp={basetemp}", *args.pytest_args]
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+            runs.append((backend, process, output))
+        for backend, process, output in runs:
+            returncode = process.wait()
+            print(f"== tests on {backend}" + (f", Django {args.django}" if args.django else ""))
+            output.seek(0)
+            sys.stdout.write(output.read())
+            sys.stdout.flush()
+            if returncode != 0:
+                failed.append(backend)
     if args.coverage:
         print(f"== coverage on {', '.join(backends)} combined")
         subprocess.run([python, "-m", "coverage", "combine", "--quiet"], cwd=ROOT, check=True)
