@@ -22,7 +22,6 @@ import contextlib
 import gc
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.template.defaultfilters import pluralize
@@ -111,24 +110,13 @@ def load(
     report.dry_run = dry_run
     options = Options(ignorenonexistent=ignorenonexistent, signals=signals, log=log)
     names = ", ".join(report.sources)
-    max_age = max_age if max_age is not None else conf.max_age()
     try:
-        with _cyclic_gc_paused(), contextlib.ExitStack() as spools:
-            with _in_file(names):
-                spool_dir = spools.enter_context(spool_directory())
-            # Every dump is read before the transaction starts, so a bad file takes no locks.
-            verified = _read_all(
-                dumps,
-                spool_dir,
-                spools,
-                using,
-                trust_dump_specs,
-                ignorenonexistent,
-                on_batch,
-                max_age,
-                report,
-            )
-            report.drift = [drift for each in verified for drift in each.drift]
+        with (
+            _cyclic_gc_paused(),
+            _verified(
+                dumps, using, trust_dump_specs, ignorenonexistent, on_batch, max_age, report
+            ) as verified,
+        ):
             written = {model for each in verified for model in each.written_models()}
             with (
                 locked_transaction(using, lock_timeout, written),
@@ -179,23 +167,10 @@ def check(
     report = report if report is not None else LoadReport()
     report.sources = [source_name(dump) for dump in dumps]
     report.checked = True
-    max_age = max_age if max_age is not None else conf.max_age()
     try:
-        with contextlib.ExitStack() as spools:
-            with _in_file(", ".join(report.sources)):
-                spool_dir = spools.enter_context(spool_directory())
-            verified = _read_all(
-                dumps,
-                spool_dir,
-                spools,
-                using,
-                trust_dump_specs,
-                ignorenonexistent,
-                on_batch,
-                max_age,
-                report,
-            )
-            report.drift = [drift for each in verified for drift in each.drift]
+        with _verified(
+            dumps, using, trust_dump_specs, ignorenonexistent, on_batch, max_age, report
+        ) as verified:
             if max_delete is not None:
                 with _in_file(", ".join(report.sources)):
                     check_planned_deletions(verified, using, max_delete)
@@ -204,37 +179,42 @@ def check(
     return report
 
 
-def _read_all(
+@contextlib.contextmanager
+def _verified(
     dumps: tuple[DumpSource, ...],
-    spool_dir: Path,
-    spools: contextlib.ExitStack,
     using: str,
     trust_dump_specs: bool,
     ignorenonexistent: bool,
     on_batch: OnBatch | None,
     max_age: float | None,
     report: LoadReport,
-) -> list[VerifiedDump]:
-    """Read and verify every dump; ``spools`` closes what they spooled. ``report`` gets each
-    dump's header as soon as it is read."""
-    verified: list[VerifiedDump] = []
-    for index, dump in enumerate(dumps):
-        with _in_file(source_name(dump)):
-            directory = spool_dir / str(index)
-            verified.append(
-                read(
-                    dump,
-                    directory,
-                    using,
-                    trust_dump_specs,
-                    on_batch,
-                    ignorenonexistent,
-                    max_age,
-                    on_header=report.headers.append,
+) -> Iterator[list[VerifiedDump]]:
+    """Every dump read and verified, its objects spooled to disk until the block ends.
+
+    ``report`` gets each dump's header as soon as it is read, and the schema drift.
+    """
+    max_age = max_age if max_age is not None else conf.max_age()
+    with contextlib.ExitStack() as spools:
+        with _in_file(", ".join(report.sources)):
+            spool_dir = spools.enter_context(spool_directory())
+        verified: list[VerifiedDump] = []
+        for index, dump in enumerate(dumps):
+            with _in_file(source_name(dump)):
+                verified.append(
+                    read(
+                        dump,
+                        spool_dir / str(index),
+                        using,
+                        trust_dump_specs,
+                        on_batch,
+                        ignorenonexistent,
+                        max_age,
+                        on_header=report.headers.append,
+                    )
                 )
-            )
-        spools.callback(verified[-1].close)
-    return verified
+            spools.callback(verified[-1].close)
+        report.drift = [drift for each in verified for drift in each.drift]
+        yield verified
 
 
 def _apply(
