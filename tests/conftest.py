@@ -60,6 +60,36 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
         item.add_marker(pytest.mark.skip(reason=reason))
 
 
+def pytest_configure(config: Any) -> None:
+    if settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        _flush_postgresql_by_delete()
+
+
+def _flush_postgresql_by_delete() -> None:
+    """Empty the tables after each transactional test with DELETE rather than TRUNCATE.
+
+    Nearly every test here commits, so Django empties both databases after each one. On
+    PostgreSQL its flush is a TRUNCATE, which gives each table new files: 0.1 s per database,
+    more than half of a typical test's time. The tables hold a few rows, and DELETE empties them
+    in a millisecond; Django creates foreign keys DEFERRABLE INITIALLY DEFERRED, so the order
+    does not matter. A flush that resets sequences or cascades still truncates.
+    """
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    truncate = DatabaseOperations.sql_flush
+
+    def sql_flush(
+        self: Any, style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False
+    ) -> list[str]:
+        if reset_sequences or allow_cascade:
+            return truncate(
+                self, style, tables, reset_sequences=reset_sequences, allow_cascade=allow_cascade
+            )
+        return [f"DELETE FROM {self.quote_name(table)};" for table in tables]
+
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+
+
 def pytest_report_header(config: Any) -> str:
     return f"dataset_sync test database: {os.environ.get('DATASET_SYNC_TEST_DB', 'sqlite')}"
 
