@@ -79,7 +79,12 @@ def _flush_postgresql_by_delete() -> None:
     truncate = DatabaseOperations.sql_flush
 
     def sql_flush(
-        self: Any, style: Any, tables: Any, *, reset_sequences: bool = False, allow_cascade: bool = False
+        self: Any,
+        style: Any,
+        tables: Any,
+        *,
+        reset_sequences: bool = False,
+        allow_cascade: bool = False,
     ) -> list[str]:
         if reset_sequences or allow_cascade:
             return truncate(
