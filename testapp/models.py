@@ -180,6 +180,11 @@ class Book(models.Model):
     editor = models.ForeignKey(
         Author, on_delete=models.SET_NULL, null=True, blank=True, related_name="edited"
     )
+    # As Wagtail's page points at its latest revision, which names the page by a generic
+    # foreign key: a cycle through a reference that can wait.
+    latest_comment = models.ForeignKey(
+        "Comment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     def __str__(self) -> str:
         return self.title

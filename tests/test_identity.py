@@ -18,6 +18,7 @@ from dataset_sync.errors import (
     LoadIntegrityError,
     SchemaMismatchError,
 )
+from testapp.datasets import books
 from testapp.models import Author, Book, Comment, Novel, Publisher, Tag
 
 from .conftest import Statements, copy, refused, rows
@@ -173,6 +174,51 @@ def test_generic_foreign_keys_follow_identity(tmp_path, restore_registry):
     comment = Comment.objects.using("target").get(text="on a book")
     assert comment.content_object.slug == "second"
     assert comment.object_id != book.pk
+
+
+def test_a_generic_foreign_key_to_a_row_new_in_the_same_dump(tmp_path, restore_registry):
+    """As Wagtail's revisions name their page: a comment names a book that the target does
+    not have yet by a NOT NULL object id, and the book points back at its latest comment.
+    The book is written first, its reference to the comment waits."""
+    restore_registry("books-with-comments")(
+        lambda args: [
+            *books(str(PRESS)),
+            Spec("testapp.comment", filter={"text__startswith": "on"}, delete_missing=True),
+        ]
+    )
+    shift_keys()
+    make_books()
+    book_type = ContentType.objects.get_for_model(Book)
+    for book in Book.objects.all():
+        book.latest_comment = Comment.objects.create(
+            content_type=book_type, object_id=book.pk, text=f"on {book.slug}"
+        )
+        book.save()
+    path = copy(tmp_path, "books-with-comments")
+
+    report = load(path, using="target")
+
+    def comments(using):
+        return sorted(
+            (comment.text, comment.content_object.slug, comment.content_object.latest_comment.text)
+            for comment in Comment.objects.using(using).filter(text__startswith="on")
+        )
+
+    assert (
+        comments("target")
+        == comments("default")
+        == [
+            ("on first", "first", "on first"),
+            ("on second", "second", "on second"),
+        ]
+    )
+    first = Book.objects.using("target").get(slug="first")
+    assert first.pk != Book.objects.get(slug="first").pk
+    assert report.counts["testapp.comment"].created == 2
+    statements = Statements()
+    with connections["target"].execute_wrapper(statements):
+        assert not load(path, using="target").changed
+    assert statements.writes() == []
 
 
 def test_a_reference_to_a_row_neither_dumped_nor_on_the_target_is_refused(

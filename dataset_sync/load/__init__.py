@@ -237,7 +237,7 @@ def _apply(
     if not adopt:
         dump.scope.refuse_overwrites(keys, using, chunk)
     resolver = ReferenceResolver(keys, dump.selection, using, chunk)
-    order = write_order(dump.objects.spools)
+    order = write_order(dump.objects.spools, keys.keyed_by_target())
     deferred = DeferredValues()
     deleter = Deleter(dump, keys, using, allow_cascade, report, options.log, chunk)
     writers: dict[type[models.Model], TableWriter] = {}

@@ -112,6 +112,11 @@ class TargetKeys:
         """The dumped keys of ``model``, whatever key their rows get on the target."""
         return self._dumped.get(model, set())
 
+    def keyed_by_target(self) -> list[Model]:
+        """The models of the dump whose rows get their keys from the target: matched by
+        identity, or copied under new keys (``save_as_new``)."""
+        return [model for model in self.models() if self.identified(model) or model in self.new]
+
     def identified(self, model: Model) -> bool:
         """Whether rows of ``model`` are matched by identity rather than by their key."""
         return self.identities.identity(model).matched
