@@ -10,6 +10,7 @@ import gzip
 import json
 
 import pytest
+from django.contrib.auth.models import User
 from django.contrib.contenttypes.models import ContentType
 from django.core.management.base import CommandError
 
@@ -22,7 +23,7 @@ from dataset_sync.errors import (
     SchemaMismatchError,
     UnknownDatasetError,
 )
-from testapp.models import Author, Category, Comment, Node, Question, Review, Tag
+from testapp.models import Author, Category, Comment, Node, Person, Question, Review, Tag
 
 from .conftest import WHEN, copy, make_source, rows, run, write, write_document
 
@@ -273,6 +274,44 @@ def test_foreign_key_to_a_row_that_exists_nowhere_is_refused(tmp_path, target_wi
     )
 
 
+def test_a_nullable_foreign_key_to_a_row_that_exists_nowhere_names_the_policy(
+    tmp_path, target_with_rows, fails
+):
+    category = Category.objects.create(name="only on the source")
+    question = Question.objects.order_by("pk").first()
+    question.category = category
+    question.save()
+    path = tmp_path / "questions.json"
+    dump(specs=[{"model": "testapp.question", "filter": {"pk": question.pk}}], output=path)
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.question(pk={question.pk}): field 'category' points at"
+        f" testapp.category(pk={category.pk}), which is neither in the dump nor in the target"
+        " database. Add testapp.category to the dataset or create the row on the target first,"
+        " or declare what to do with it in the spec's missing_references ('category':"
+        " 'set_null' or 'keep').",
+        target_with_rows,
+        trusted=True,
+    )
+
+
+def test_a_user_only_on_the_source_names_the_policy(tmp_path, target_with_rows, fails):
+    """A user account that exists only on production, named by its natural key."""
+    account = User.objects.create(username="prod-only")
+    Person.objects.create(account=account, name="P", email="p@example.com")
+    path = copy(tmp_path, "people")
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.person(pk='{Person.objects.get().pk}'): field 'account' points at the"
+        " auth.user with natural key ['prod-only'], which the target does not have. Add"
+        " auth.user to the dataset, or create that auth.user there first, or declare what to"
+        " do with it in the spec's missing_references ('account': 'set_null' or 'keep').",
+        target_with_rows,
+    )
+
+
 def test_many_to_many_link_to_a_row_that_exists_nowhere_is_refused(
     tmp_path, target_with_rows, fails
 ):
@@ -286,7 +325,8 @@ def test_many_to_many_link_to_a_row_that_exists_nowhere_is_refused(
         LoadIntegrityError,
         f"{path}: testapp.question(pk={question.pk}): field 'tags' points at"
         f" testapp.tag(pk={tag.pk}), which is neither in the dump nor in the target database."
-        " Add testapp.tag to the dataset or create the row on the target first.",
+        " Add testapp.tag to the dataset or create the row on the target first, or list 'tags'"
+        " in the spec's ignore_missing_m2m to drop such links.",
         target_with_rows,
         trusted=True,
     )

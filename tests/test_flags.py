@@ -91,7 +91,8 @@ def test_without_ignore_missing_m2m_a_link_to_a_missing_row_is_an_error(tmp_path
     assert str(excinfo.value) == (
         f"{path}: testapp.question(pk=1): field 'tags' points at testapp.tag(pk=2), which is"
         " neither in the dump nor in the target database. Add testapp.tag to the dataset or"
-        " create the row on the target first."
+        " create the row on the target first, or list 'tags' in the spec's ignore_missing_m2m"
+        " to drop such links."
     )
     assert rows("target") == before
 
@@ -120,7 +121,8 @@ def test_flags_follow_the_spec_that_selected_each_object(tmp_path):
     assert str(excinfo.value) == (
         f"{path}: testapp.question(pk=1): field 'tags' points at testapp.tag(pk=2), which is"
         " neither in the dump nor in the target database. Add testapp.tag to the dataset or"
-        " create the row on the target first."
+        " create the row on the target first, or list 'tags' in the spec's ignore_missing_m2m"
+        " to drop such links."
     )
     assert rows("target") == before
     Question.objects.get(pk=1).tags.set([1, 3])

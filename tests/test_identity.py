@@ -433,7 +433,8 @@ def test_a_reference_to_a_row_the_load_deletes_is_refused(tmp_path):
     assert str(excinfo.value) == (
         f"{path}: testapp.book(pk={first}): field 'see_also' points at"
         f" testapp.book(pk={moved_here}), which is neither in the dump nor in the target"
-        " database. Add testapp.book to the dataset or create the row on the target first."
+        " database. Add testapp.book to the dataset or create the row on the target first, or"
+        " list 'see_also' in the spec's ignore_missing_m2m to drop such links."
     )
     assert rows("target") == before
 

@@ -18,6 +18,7 @@ from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.load.backends import Backend
 from dataset_sync.load.convert import describe
 from dataset_sync.load.keys import TargetKeys
+from dataset_sync.load.references import way_out
 from dataset_sync.report import LoadReport
 
 Model = type[models.Model]
@@ -48,7 +49,7 @@ def check_references(
                 f"{describe(model, holders[value])}: field '{relation.name}' points at"
                 f" {describe(related, value)}, which is neither in the dump nor in the target"
                 f" database. Add {related._meta.label_lower} to the dataset or create the row"
-                " on the target first."
+                f" on the target first{way_out(relation)}."
             )
 
 

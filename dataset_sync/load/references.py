@@ -67,6 +67,19 @@ class Pending:
     policy: str
 
 
+def way_out(field: Any) -> str:
+    """The end of a refusal of a reference to a row that exists nowhere: what the spec may
+    declare instead, where the field allows it."""
+    if field.many_to_many:
+        return f", or list '{field.name}' in the spec's ignore_missing_m2m to drop such links"
+    if field.is_relation and field.null:
+        return (
+            f", or declare what to do with it in the spec's missing_references"
+            f" ('{field.name}': 'set_null' or 'keep')"
+        )
+    return ""
+
+
 class ReferenceResolver:
     """Resolves the references of one dump's rows, a batch at a time."""
 
@@ -174,16 +187,21 @@ class ReferenceResolver:
         assert target is not None
         related = target._meta.label_lower
         if self.keys.identities.reference(target).kind == NATURAL_KEY:
+            first = (
+                "Migrate the target"
+                if target._meta.app_label == "contenttypes"
+                else f"Add {related} to the dataset"
+            )
             return LoadIntegrityError(
                 f"{describe(model, pk)}: field '{name}' points at the {related} with natural key"
-                f" {reference.key!r}, which the target does not have. Migrate the target, or"
-                f" create that {related} there first."
+                f" {reference.key!r}, which the target does not have. {first}, or create that"
+                f" {related} there first{way_out(model._meta.get_field(name))}."
             )
         return LoadIntegrityError(
             f"{describe(model, pk)}: field '{name}' points at the {related} with identity"
             f" {reference.key!r}, which is neither in the dump nor on the target. Add {related}"
-            " to the dataset or create the row on the target first, or declare what to do"
-            f" with it in the spec's missing_references ('{name}': 'set_null' or 'keep')."
+            " to the dataset or create the row on the target first"
+            f"{way_out(model._meta.get_field(name))}."
         )
 
     def _checked(self, model: Model, field: Any, rows: list[Row]) -> None:
