@@ -35,7 +35,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from dataset_sync import conf
 from dataset_sync.dump import rules
@@ -51,22 +51,35 @@ def register() -> None:
 
 
 def check_datasets(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Evaluate every dataset with empty arguments and check the specs it returns.
+    """Evaluate every dataset with its ``check_args`` and check the specs it returns.
 
-    Datasets that need arguments usually reject the empty string; those are skipped, since
-    only what can be checked without arguments is checked (DATASET_SYNC_RULES_STRICT makes
-    their dumps refuse personal fields without rules instead).
+    A dataset that needs arguments and was not given any to be checked with rejects the
+    empty string; it is skipped, since only what can be checked without arguments is checked
+    (DATASET_SYNC_RULES_STRICT makes its dumps refuse personal fields without rules instead).
+    So is a dataset that reads a database not migrated yet: checks run before ``migrate``.
     """
     errors = _check_rules_settings() + _check_renames()
     project_identities = _check_identities("", [])
     errors.extend(project_identities)
     for name, dataset in sorted(datasets().items()):
+        args = dataset.check_args
         try:
             if dataset.reads_database:
-                raw_specs = list(dataset.specs_function("", using=DEFAULT_DB_ALIAS))
+                raw_specs = list(dataset.specs_function(args, using=DEFAULT_DB_ALIAS))
             else:
-                raw_specs = list(dataset.specs_function(""))
-        except (ValueError, TypeError, LookupError, DatasetArgumentsError):
+                raw_specs = list(dataset.specs_function(args))
+        except (ValueError, TypeError, LookupError, DatasetArgumentsError) as exc:
+            if args:
+                errors.append(
+                    checks.Error(
+                        f"Dataset '{name}' rejected its check_args {args!r}: {exc}",
+                        hint="check_args are arguments the dataset accepts, such as"
+                        " those of a dump that cron runs.",
+                        id="dataset_sync.E001",
+                    )
+                )
+            continue
+        except DatabaseError:
             continue
         except Exception as exc:  # a check reports; it does not crash
             errors.append(

@@ -49,6 +49,8 @@ class Dataset:
     mappers: Mapping[str, Mapper] = field(default_factory=dict)
     rules: Mapping[Any, Any] = field(default_factory=dict)
     after_write: tuple[Hook, ...] = ()
+    #: The arguments ``manage.py check`` evaluates the dataset with.
+    check_args: str = ""
 
     @property
     def reads_database(self) -> bool:
@@ -118,18 +120,20 @@ def register(
     mappers: Mapping[str, Mapper] | None = None,
     rules: Mapping[Any, Any] | None = None,
     after_write: Iterable[Hook] = (),
+    check_args: str = "",
 ) -> Callable[[SpecsFunction], SpecsFunction]:
     """Register the decorated function as the dataset ``name``.
 
     Put registrations in a ``datasets.py`` module of an installed app; those modules are
     imported when a dataset is first looked up, the way ``admin.py`` modules are. ``rules``
     are the dataset's data rules, ``after_write`` its hooks (see :class:`Dataset`);
-    ``manage.py check`` reports mistakes in them.
+    ``manage.py check`` reports mistakes in them, evaluating the dataset with ``check_args``
+    (a dataset that needs arguments, ``"1"`` say, is checked only when given some).
     """
 
     def decorator(function: SpecsFunction) -> SpecsFunction:
         _registered[name] = Dataset(
-            name, function, dict(mappers or {}), rules or {}, tuple(after_write)
+            name, function, dict(mappers or {}), rules or {}, tuple(after_write), check_args
         )
         return function
 

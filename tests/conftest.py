@@ -356,7 +356,11 @@ def restore_registry():
     now = registry.datasets()
     for name, dataset in saved.items():
         if name not in now:
-            registry.register(name, mappers=dataset.mappers, rules=dataset.rules)(
-                dataset.specs_function
-            )
+            registry.register(
+                name,
+                mappers=dataset.mappers,
+                rules=dataset.rules,
+                after_write=dataset.after_write,
+                check_args=dataset.check_args,
+            )(dataset.specs_function)
     assert registry.datasets() == saved

@@ -4,6 +4,7 @@ import pytest
 from django.core import checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+from django.db import connections
 from django.test import override_settings
 
 BROKEN = {
@@ -72,6 +73,47 @@ def test_datasets_needing_arguments_are_skipped(restore_registry):
         raise ValueError("give me ids")
 
     restore_registry("needs-args")(needs_arguments)
+    assert errors() == []
+
+
+def test_a_dataset_needing_arguments_is_checked_with_its_check_args(restore_registry):
+    def by_ids(args):
+        ids = [int(part) for part in args.split(",")]  # ValueError for ""
+        return [{"model": "testapp.nothing", "filter": {"pk__in": ids}}]
+
+    restore_registry("by-ids", check_args="1,2")(by_ids)
+    assert errors() == [
+        (
+            "dataset_sync.E002",
+            "Dataset 'by-ids': Spec model 'testapp.nothing' is not an installed model.",
+        )
+    ]
+
+
+def test_check_args_the_dataset_rejects(restore_registry):
+    def by_ids(args):
+        return [{"model": "testapp.tag", "filter": {"pk__in": [int(args)]}}]
+
+    restore_registry("by-ids", check_args="one")(by_ids)
+    assert errors() == [
+        (
+            "dataset_sync.E001",
+            "Dataset 'by-ids' rejected its check_args 'one': invalid literal for int() with"
+            " base 10: 'one'",
+        )
+    ]
+
+
+@pytest.mark.django_db
+def test_a_dataset_reading_a_database_not_migrated_yet_is_skipped(restore_registry):
+    """Checks run before migrate, when the tables a dataset reads may not exist."""
+
+    def reads(args, using):
+        with connections[using].cursor() as cursor:
+            cursor.execute("SELECT id FROM table_of_the_next_migration")
+        return [{"model": "testapp.nothing"}]
+
+    restore_registry("reads")(reads)
     assert errors() == []
 
 
