@@ -5,6 +5,7 @@ import gzip
 import io
 import json
 import lzma
+import os
 import re
 import subprocess
 import sys
@@ -352,6 +353,28 @@ def test_exit_code_of_the_process(tmp_path):
     assert missing.returncode == 4
     assert missing.stderr == f"CommandError: {tmp_path / 'missing.json'}: no such file.\n"
     assert "status=bad_input exit_code=4" in missing.stdout
+
+
+def test_nothing_to_change_reaches_the_shell_as_exit_code_3_without_an_error(tmp_path):
+    """Cron wrappers treat stderr as trouble: exit code 3 is an outcome, not an error."""
+    make_source()
+    path = tmp_path / "dump.json"
+    run("dumpdata-spec", "authors:1", "-o", str(path))
+    manage = Path(__file__).resolve().parent.parent / "testapp" / "manage.py"
+    env = {**os.environ, "DATASET_SYNC_TEST_DB": "sqlite", "DATASET_SYNC_SQLITE_DIR": str(tmp_path)}
+
+    def shell(*args):
+        return subprocess.run(
+            [sys.executable, str(manage), *args], capture_output=True, text=True, env=env
+        )
+
+    assert shell("migrate", "--database", "target", "-v0").returncode == 0
+    load = ("loaddata-spec", str(path), "--database", "target", "--detailed-exitcode")
+    first = shell(*load)
+    assert (first.returncode, first.stderr) == (0, "")
+    again = shell(*load)
+    assert (again.returncode, again.stderr) == (3, "")
+    assert "status=unchanged exit_code=3" in again.stdout
 
 
 def test_feincms3_data_style_datasets_setting(tmp_path, settings):

@@ -182,11 +182,21 @@ class Command(BaseCommand):
         exit_code = EXIT_NOTHING_TO_DO if detailed_exitcode and nothing_done else 0
         self._report(report, exit_code, None, as_json, verbosity)
         if exit_code:
+            if self._from_shell:
+                # An outcome, not an error: no "CommandError:" line on stderr.
+                raise SystemExit(exit_code)
             # Through CommandError, as every exit code: call_command() never raises SystemExit.
             raise CommandError(
                 f"Nothing to change (--detailed-exitcode): exit code {exit_code}.",
                 returncode=exit_code,
             )
+
+    #: Whether the command runs from the shell (manage.py) rather than call_command().
+    _from_shell = False
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        self._from_shell = True
+        super().run_from_argv(argv)
 
     def _report(
         self,
