@@ -205,6 +205,22 @@ def test_the_json_report_lists_the_drift(older, tmp_path):
     ]
 
 
+def test_drift_that_several_dumps_share_is_listed_once(older, tmp_path, settings):
+    settings.DATASET_SYNC_RENAMES = RENAMES
+    older.execute("from testapp.drift_v1.models import Part\nPart.objects.create(label='p')\n")
+    gadgets = older_dump(older, tmp_path, "gadgets", "gadgets.json")
+    parts = older_dump(older, tmp_path, "parts", "parts.json")
+
+    out, _err = run("loaddata-spec", str(gadgets), str(parts), "--database", "target", "--json")
+
+    assert [(drift["change"], drift["model"]) for drift in json.loads(out)["drift"]] == [
+        ("migrations_ahead", None),
+        ("field_not_in_dump", "drift.gadget"),
+        ("field_not_in_dump", "drift.gadget"),
+        ("field_renamed", "drift.part"),
+    ]
+
+
 def refused_everywhere(path, message, before, *options):
     """``load()``, ``check()`` and the command, with and without --check, all refuse the dump
     with ``message`` and exit code 4, and the target is as ``before``."""

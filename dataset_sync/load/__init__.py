@@ -213,7 +213,8 @@ def _verified(
                     )
                 )
             spools.callback(verified[-1].close)
-        report.drift = [drift for each in verified for drift in each.drift]
+        # Dumps from one source differ from this database alike: each difference once.
+        report.drift = list(dict.fromkeys(drift for each in verified for drift in each.drift))
         yield verified
 
 
