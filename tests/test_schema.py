@@ -24,7 +24,7 @@ from django.db import connections
 from dataset_sync import check, load
 from dataset_sync.errors import InvalidSpecError, SchemaDriftError
 from dataset_sync.format import DumpReader, Header
-from dataset_sync.identity import Identities
+from dataset_sync.identity import Identities, Identity
 from dataset_sync.renames import Renames
 from testapp.drift_v2.models import Accessory, Component, Gadget, Maker, Part, Sticker
 
@@ -988,6 +988,47 @@ def test_a_model_rename_reaches_every_label_in_the_objects():
             },
         },
         {"model": "drift.component", "pk": 1, "fields": {"title": "axle", "maker": None}},
+    ]
+
+
+def test_a_model_rename_reaches_content_types_in_identities():
+    # Stickers recognised by (content type, text): their identities hold a content type, and
+    # so does a generic foreign key's object id that names a sticker.
+    identities = Identities({"drift.sticker": Identity("fields", ("content_type", "text"))})
+    batch = [
+        {
+            "model": "drift.sticker",
+            "pk": 1,
+            "identity": [["drift", "widget"], "x"],
+            "fields": {"text": "x", "content_type": ["drift", "widget"], "object_id": 1},
+        },
+        {
+            "model": "drift.sticker",
+            "pk": 2,
+            "identity": [["drift", "sticker"], "y"],
+            "fields": {
+                "text": "y",
+                "content_type": ["drift", "sticker"],
+                "object_id": [["drift", "widget"], "x"],
+            },
+        },
+    ]
+
+    Renames({}, MODEL_RENAMES).objects(batch, identities)
+
+    assert [(data["identity"], data["fields"]) for data in batch] == [
+        (
+            [["drift", "component"], "x"],
+            {"text": "x", "content_type": ["drift", "component"], "object_id": 1},
+        ),
+        (
+            [["drift", "sticker"], "y"],
+            {
+                "text": "y",
+                "content_type": ["drift", "sticker"],
+                "object_id": [["drift", "component"], "x"],
+            },
+        ),
     ]
 
 
