@@ -23,21 +23,22 @@ dataset_sync.E008  an identity cannot work as declared: DATASET_SYNC_IDENTITIES 
                    the base model's or no unique constraint covers them, a natural key
                    identity lacks natural_key() or get_by_natural_key(), or declarations of
                    one model differ
-dataset_sync.E009  DATASET_SYNC_RENAMES cannot work as declared: it has the wrong shape,
-                   names a model that is not installed, a new name that is no field of the
-                   model, or an old name the model still has
+dataset_sync.E009  DATASET_SYNC_MODEL_RENAMES or DATASET_SYNC_RENAMES cannot work as
+                   declared: it has the wrong shape, an old label is still a model, a new
+                   label is no model, two models are renamed to one; or field renames name a
+                   model that is not installed (or under its old label), a new name that is
+                   no field of the model, or an old name the model still has
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.apps import apps
 from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
-from dataset_sync import conf
+from dataset_sync import conf, renames
 from dataset_sync.dump import rules
 from dataset_sync.errors import DatasetArgumentsError, InvalidSpecError
 from dataset_sync.identity import Identities
@@ -119,34 +120,17 @@ def _check_identities(prefix: str, specs: list[Spec]) -> list[checks.CheckMessag
 
 
 def _check_renames() -> list[checks.CheckMessage]:
-    """Renames a load could not apply: the model must have the new name and not the old."""
+    """Renames a load could not apply: an old label or name must be gone from the model, and
+    the new one there."""
     hint = (
-        "DATASET_SYNC_RENAMES maps model labels on this database to {old field name: new"
-        " field name}, for dumps written before the rename."
+        "DATASET_SYNC_MODEL_RENAMES maps old model labels to the labels here, and"
+        " DATASET_SYNC_RENAMES labels here to {old field name: new field name}, for dumps"
+        " written before the renames."
     )
-    try:
-        renames = conf.renames_setting()
-    except ImproperlyConfigured as exc:
-        return [checks.Error(str(exc), hint=hint, id="dataset_sync.E009")]
-    problems = []
-    for label, fields in sorted(renames.items()):
-        try:
-            model = apps.get_model(label)
-        except (LookupError, ValueError):
-            problems.append(f"DATASET_SYNC_RENAMES: '{label}' is not an installed model.")
-            continue
-        names = {field.name for field in model._meta.get_fields()}
-        for old, new in fields.items():
-            if new not in names:
-                problems.append(
-                    f"DATASET_SYNC_RENAMES: {label} has no field '{new}' to load '{old}' into."
-                )
-            if old in names:
-                problems.append(
-                    f"DATASET_SYNC_RENAMES: {label} still has a field '{old}'; only a name the"
-                    " model no longer has can be renamed."
-                )
-    return [checks.Error(problem, hint=hint, id="dataset_sync.E009") for problem in problems]
+    return [
+        checks.Error(problem, hint=hint, id="dataset_sync.E009")
+        for problem in renames.declared_problems()
+    ]
 
 
 def _check_rules_settings() -> list[checks.CheckMessage]:

@@ -108,7 +108,11 @@ def rules_secret() -> str:
 
 def renames_setting() -> dict[str, dict[str, str]]:
     """DATASET_SYNC_RENAMES: fields renamed on this database that dumps may still name by
-    their old names, per model label: ``{"shop.part": {"label": "title"}}`` (old to new)."""
+    their old names, per model label: ``{"shop.part": {"label": "title"}}`` (old to new).
+
+    A renamed model's fields are declared under its new label. InvalidSpecError when the
+    setting has another shape; ``manage.py check`` reports it first (dataset_sync.E009).
+    """
     value = getattr(settings, "DATASET_SYNC_RENAMES", None) or {}
     if not (
         isinstance(value, dict)
@@ -119,8 +123,31 @@ def renames_setting() -> dict[str, dict[str, str]]:
             for label, fields in value.items()
         )
     ):
-        raise ImproperlyConfigured(
+        raise InvalidSpecError(
             "DATASET_SYNC_RENAMES must map model labels to dicts of old field names to new"
             f" ones, not {value!r}."
         )
     return {label.lower(): fields for label, fields in value.items()}
+
+
+def model_renames_setting() -> dict[str, str]:
+    """DATASET_SYNC_MODEL_RENAMES: models renamed on this database that dumps may still name
+    by their old labels: ``{"shop.part": "shop.component"}`` (old label to new).
+
+    InvalidSpecError when the setting has another shape; ``manage.py check`` reports it first
+    (dataset_sync.E009).
+    """
+    value = getattr(settings, "DATASET_SYNC_MODEL_RENAMES", None) or {}
+    if not (
+        isinstance(value, dict)
+        and all(
+            isinstance(label, str) and label.count(".") == 1
+            for pair in value.items()
+            for label in pair
+        )
+    ):
+        raise InvalidSpecError(
+            "DATASET_SYNC_MODEL_RENAMES must map old model labels to new ones, like"
+            f" {{'shop.part': 'shop.component'}}, not {value!r}."
+        )
+    return {old.lower(): new.lower() for old, new in value.items()}

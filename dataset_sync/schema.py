@@ -41,8 +41,9 @@ Fingerprint = dict[str, Any]
 Applied = set[tuple[str, str]]
 
 #: What a problem is, for the advice that ends the message.
-_MIGRATION, _MODEL, _DUMP_ONLY, _CHANGED, _REQUIRED = (
+_MIGRATION, _APP, _MODEL, _DUMP_ONLY, _CHANGED, _REQUIRED = (
     "migration",
+    "app",
     "model",
     "dump_only",
     "changed",
@@ -160,8 +161,9 @@ class Drift:
     had not), ``migrations_skipped`` (the other way round, under --ignorenonexistent),
     ``field_not_in_dump`` (updated rows keep this database's values, new rows get the
     default), ``field_skipped`` (a dumped field this database lacks, under
-    --ignorenonexistent), ``null_allowed``, ``column_renamed`` or ``field_renamed`` (the
-    dump's field ``detail`` is loaded as ``field``, see ``renames.py``).
+    --ignorenonexistent), ``null_allowed``, ``column_renamed``, ``field_renamed`` (the
+    dump's field ``detail`` is loaded as ``field``, see ``renames.py``) or ``model_renamed``
+    (the dump's model ``detail`` is loaded as ``model``).
     """
 
     change: str
@@ -172,7 +174,7 @@ class Drift:
     detail: str = ""
 
     def __str__(self) -> str:
-        where = f"{self.model}.{self.field}" if self.field else self.app
+        where = f"{self.model}.{self.field}" if self.field else self.model or self.app
         names = ", ".join(self.migrations)
         what = {
             "migrations_ahead": f"this database has applied {names}, which the dump's source"
@@ -186,6 +188,7 @@ class Drift:
             "null_allowed": "NULL is allowed here, not where the dump was made",
             "column_renamed": f"column {self.detail}",
             "field_renamed": f"loaded from the dump's '{self.detail}' (DATASET_SYNC_RENAMES)",
+            "model_renamed": f"loaded from the dump's {self.detail} (DATASET_SYNC_MODEL_RENAMES)",
         }[self.change]
         return f"schema drift: {where}: {what}"
 
@@ -213,7 +216,7 @@ def compare(theirs: dict[str, Any], using: str, ignorenonexistent: bool) -> list
         try:
             apps.get_app_config(app)
         except LookupError:
-            problems.append((f"{app}: the app is not installed on this database", _MODEL))
+            problems.append((f"{app}: the app is not installed on this database", _APP))
             continue
         if applied is None:
             continue  # this database does not record migrations: the fields have to tell
@@ -326,6 +329,17 @@ def _message(problems: list[tuple[str, str]], behind: bool) -> str:
         advice = ["migrate the source as far as this database and dump again"]
         if kinds == {_REQUIRED}:
             advice.insert(0, "give the field a default (or db_default) on this database")
+        # What this database lacks may have been renamed in the release it runs.
+        renamed = [
+            declaration
+            for kind, declaration in (
+                (_MODEL, "models renamed here in DATASET_SYNC_MODEL_RENAMES"),
+                (_DUMP_ONLY, "fields renamed here in DATASET_SYNC_RENAMES"),
+            )
+            if kind in kinds
+        ]
+        if renamed:
+            advice.append(f"declare {' and '.join(renamed)}")
     if kinds <= _SKIPPABLE:
         advice.append("load with --ignorenonexistent to skip what this database lacks")
     what = "; ".join(problem for problem, _kind in problems)

@@ -408,7 +408,8 @@ def test_a_failing_second_dump_rolls_back_the_first(tmp_path, target_with_rows, 
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     message = (
         "Unknown dataset 'nope'; known datasets: accessories, authors, books, comments,"
-        " everything, gadgets, items, makers, parts, people, questions, section, tree."
+        " everything, gadgets, items, makers, parts, people, questions, section, tree,"
+        " widgets."
     )
     with pytest.raises(UnknownDatasetError) as excinfo:
         dump("nope:1", output=tmp_path / "d.json")

@@ -30,6 +30,7 @@ REGISTERED = [
     "questions",
     "section",
     "tree",
+    "widgets",
 ]
 
 
@@ -72,7 +73,8 @@ def test_unknown_dataset_lists_the_known_ones():
         registry.get_dataset("nope")
     assert str(excinfo.value) == (
         "Unknown dataset 'nope'; known datasets: accessories, authors, books, comments,"
-        " everything, gadgets, items, makers, parts, people, questions, section, tree."
+        " everything, gadgets, items, makers, parts, people, questions, section, tree,"
+        " widgets."
     )
 
 
@@ -99,7 +101,8 @@ def test_unregister_removes_a_registration_and_returns_it(restore_registry):
         registry.get_dataset("tags")
     assert str(excinfo.value) == (
         "Unknown dataset 'tags'; known datasets: accessories, authors, books, comments,"
-        " everything, gadgets, items, makers, parts, people, questions, section, tree."
+        " everything, gadgets, items, makers, parts, people, questions, section, tree,"
+        " widgets."
     )
 
 
@@ -121,7 +124,7 @@ def test_unregistering_a_name_that_is_not_registered_is_an_error(restore_registr
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'nope': it is not registered (registered datasets:"
         " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
-        " people, questions, section, tree)."
+        " people, questions, section, tree, widgets)."
     )
     assert sorted(registry.datasets()) == REGISTERED
 
@@ -133,7 +136,7 @@ def test_unregister_leaves_the_datasets_of_the_setting_alone(restore_registry):
     assert str(excinfo.value) == (
         "Cannot unregister dataset 'f3-tags': it is not registered (registered datasets:"
         " accessories, authors, books, comments, everything, gadgets, items, makers, parts,"
-        " people, questions, section, tree)."
+        " people, questions, section, tree, widgets)."
     )
     # The setting's 'tree' wins over the registration; unregistering removes only the latter.
     unregister("tree")

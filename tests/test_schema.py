@@ -3,9 +3,9 @@ written.
 
 The drift app has two real states built by real migrations: ``testapp.drift_v1`` and
 ``testapp.drift_v2`` (v1's migrations plus 0002_ahead: a field with a default, one with a
-database default, a NOT NULL field without a default, a renamed field, a new model). This
-process runs v2; :class:`~tests.older.OlderState` runs v1 in processes of its own against a
-database of its own. Dumps of each state are loaded into the other.
+database default, a NOT NULL field without a default, a renamed field, a new model, a renamed
+model). This process runs v2; :class:`~tests.older.OlderState` runs v1 in processes of its own
+against a database of its own. Dumps of each state are loaded into the other.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ import os
 
 import django
 import pytest
+from django.contrib.contenttypes.models import ContentType
 from django.core import checks as django_checks
 from django.core.management.base import CommandError
 from django.db import connections
 
 from dataset_sync import check, load
-from dataset_sync.errors import SchemaDriftError
+from dataset_sync.errors import InvalidSpecError, SchemaDriftError
 from dataset_sync.format import DumpReader, Header
+from dataset_sync.identity import Identities, Identity
 from dataset_sync.renames import Renames
-from testapp.drift_v2.models import Accessory, Gadget, Maker, Part
+from testapp.drift_v2.models import Accessory, Component, Gadget, Maker, Part, Sticker
 
 from .conftest import Statements, copy, run, summary
 from .older import OlderState
@@ -62,7 +64,7 @@ def drift_rows(alias):
     """Every row of the drift app's tables on ``alias``, ordered by primary key."""
     return {
         model._meta.label_lower: list(model.objects.using(alias).order_by("pk").values_list())
-        for model in (Maker, Gadget, Part, Accessory)
+        for model in (Maker, Gadget, Part, Accessory, Component, Sticker)
     }
 
 
@@ -260,7 +262,7 @@ def test_a_renamed_field_is_refused_naming_both_names(older, tmp_path):
         " this field (CharField), this database's model does not; drift.part.title: only this"
         " database has this field, and it is NOT NULL without a default, so rows the dump"
         " creates could not be written. Migrate the source as far as this database and dump"
-        " again.",
+        " again, or declare fields renamed here in DATASET_SYNC_RENAMES.",
         drift_rows("target"),
     )
 
@@ -586,6 +588,464 @@ def test_a_rename_reaches_every_place_a_header_names_the_field():
     )
     # The header as read is left as it was: the signature is checked against it.
     assert header.specs[0]["defer_values"] == ["label"]
+
+
+MODEL_RENAMES = {"drift.widget": "drift.component"}
+#: A renamed model's fields are declared under its new label.
+COMPONENT_RENAMES = {"drift.component": {"name": "title"}}
+
+
+@pytest.fixture
+def renamed(settings):
+    """The declarations of the release that renamed Widget, with the older state's identities:
+    none (a sticker's generic foreign key may name a row of any model, so the two states must
+    agree on the identities of all)."""
+    settings.DATASET_SYNC_IDENTITIES = {}
+    settings.DATASET_SYNC_MODEL_RENAMES = MODEL_RENAMES
+    settings.DATASET_SYNC_RENAMES = COMPONENT_RENAMES
+    return settings
+
+
+def widgets_on(older):
+    """Two widgets on the older state, and two stickers on the first: one names it by foreign
+    key, the other by foreign key and by content type."""
+    older.execute(
+        "from django.contrib.contenttypes.models import ContentType\n"
+        "from testapp.drift_v1.models import Sticker, Widget\n"
+        "axle = Widget.objects.create(pk=1, name='axle')\n"
+        "Widget.objects.create(pk=2, name='wheel')\n"
+        "Sticker.objects.create(pk=1, text='on the axle', widget=axle)\n"
+        "Sticker.objects.create(pk=2, text='about the axle', widget=axle,"
+        " content_type=ContentType.objects.get_for_model(Widget), object_id=axle.pk)\n"
+    )
+
+
+def widgets_as_loaded():
+    """What the target holds once the older state's widgets (``widgets_on()``) are loaded."""
+    component_type = ContentType.objects.db_manager("target").get_for_model(Component)
+    return (
+        [(1, "axle", None), (2, "wheel", None)],
+        [
+            (1, "on the axle", 1, None, None),
+            (2, "about the axle", 1, component_type.pk, 1),
+        ],
+    )
+
+
+def widget_rows(alias):
+    return (
+        list(Component.objects.using(alias).order_by("pk").values_list()),
+        list(Sticker.objects.using(alias).order_by("pk").values_list()),
+    )
+
+
+def test_a_declared_model_rename_loads_a_dump_from_before_it(older, tmp_path, renamed):
+    widgets_on(older)
+    path = older_dump(older, tmp_path, "widgets")
+    Component.objects.using("target").create(pk=1, title="old axle")
+    # Selected by the dataset here and not in the dump: delete_missing deletes it.
+    Component.objects.using("target").create(pk=3, title="gone")
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target")
+
+    lines, _fields = summary(out)
+    assert lines == [
+        "schema drift: drift.component: loaded from the dump's drift.widget"
+        " (DATASET_SYNC_MODEL_RENAMES)",
+        "schema drift: drift.component.title: loaded from the dump's 'name' (DATASET_SYNC_RENAMES)",
+        "schema drift: drift: this database has applied 0002_ahead, which the dump's source had"
+        " not",
+        "drift.component: 1 created, 1 updated, 0 unchanged, 1 deleted",
+        "drift.sticker: 2 created, 0 updated, 0 unchanged, 0 deleted",
+        f"Changed 5 rows ({path}).",
+    ]
+    assert widget_rows("target") == widgets_as_loaded()
+
+    statements = Statements()
+    with connections["target"].execute_wrapper(statements):
+        report = load(path, using="target")
+    assert not report.changed
+    assert statements.writes() == []
+    assert widget_rows("target") == widgets_as_loaded()
+
+
+def test_the_json_report_lists_a_model_rename(older, tmp_path, renamed):
+    widgets_on(older)
+    path = older_dump(older, tmp_path, "widgets")
+
+    out, _err = run("loaddata-spec", str(path), "--database", "target", "--check", "--json")
+
+    assert json.loads(out)["drift"][0] == {
+        "change": "model_renamed",
+        "app": "drift",
+        "model": "drift.component",
+        "field": None,
+        "migrations": [],
+        "message": "schema drift: drift.component: loaded from the dump's drift.widget"
+        " (DATASET_SYNC_MODEL_RENAMES)",
+    }
+    assert widget_rows("target") == ([], [])
+
+
+def test_a_renamed_model_is_refused_without_the_declaration(older, tmp_path, settings):
+    settings.DATASET_SYNC_IDENTITIES = {}
+    widgets_on(older)
+    path = older_dump(older, tmp_path, "widgets")
+    Component.objects.using("target").create(pk=1, title="old axle")
+    before = drift_rows("target")
+    refused_everywhere(
+        path,
+        f"{path}: the dump's schema does not fit this database's: drift.sticker.widget: the"
+        " dump has it as ForeignKey to drift.widget, this database as ForeignKey to"
+        " drift.component; drift.widget: the dump has this model, this database does not."
+        " Migrate the source as far as this database and dump again, or declare models"
+        " renamed here in DATASET_SYNC_MODEL_RENAMES.",
+        before,
+    )
+    # The model's rename alone: its renamed field is refused as any renamed field is.
+    settings.DATASET_SYNC_MODEL_RENAMES = MODEL_RENAMES
+    refused_everywhere(
+        path,
+        f"{path}: the dump's schema does not fit this database's: drift.component.name: the"
+        " dump has this field (CharField), this database's model does not;"
+        " drift.component.title: only this database has this field, and it is NOT NULL"
+        " without a default, so rows the dump creates could not be written. Migrate the source"
+        " as far as this database and dump again, or declare fields renamed here in"
+        " DATASET_SYNC_RENAMES.",
+        before,
+    )
+
+
+def test_a_declared_model_rename_changes_nothing_for_a_dump_from_after_it(tmp_path, renamed):
+    axle = Component.objects.create(pk=1, title="axle")
+    Sticker.objects.create(pk=1, text="about the axle", widget=axle, target=axle)
+
+    report = load(copy(tmp_path, "widgets"), using="target")
+
+    assert report.drift == []
+    assert widget_rows("target") == (
+        [(1, "axle", None)],
+        [(1, "about the axle", 1, widgets_as_loaded()[1][1][3], 1)],
+    )
+
+
+def test_a_declared_model_rename_applies_to_a_dump_without_a_schema_record(tmp_path, renamed):
+    lines = [
+        {"model": "drift.widget", "pk": 1, "fields": {"name": "axle", "maker": None}},
+        {"model": "drift.widget", "pk": 2, "fields": {"name": "wheel", "maker": None}},
+        {
+            "model": "drift.sticker",
+            "pk": 1,
+            "fields": {"text": "on the axle", "widget": 1, "content_type": None, "object_id": None},
+        },
+        {
+            "model": "drift.sticker",
+            "pk": 2,
+            "fields": {
+                "text": "about the axle",
+                "widget": 1,
+                "content_type": ["drift", "widget"],
+                "object_id": 1,
+            },
+        },
+    ]
+    document = {
+        "format": "dataset_sync",
+        "version": 1,
+        "dataset": "widgets",
+        "args": "",
+        "specs": [
+            {"model": "drift.widget", "filter": {"name__isnull": False}, "delete_missing": True},
+            {
+                "model": "drift.sticker",
+                "filter": {"widget__name__isnull": False},
+                "delete_missing": True,
+            },
+        ],
+        "objects": lines,
+        "count": len(lines),
+        "sha256": hashlib.sha256(
+            "".join(json.dumps(line) + "\n" for line in lines).encode()
+        ).hexdigest(),
+    }
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(document))
+
+    report = load(path, using="target")
+
+    assert [str(drift) for drift in report.drift] == [
+        "schema drift: drift.component: loaded from the dump's drift.widget"
+        " (DATASET_SYNC_MODEL_RENAMES)",
+        "schema drift: drift.component.title: loaded from the dump's 'name' (DATASET_SYNC_RENAMES)",
+    ]
+    assert widget_rows("target") == widgets_as_loaded()
+    assert not load(path, using="target").changed
+
+
+@pytest.mark.parametrize(
+    ("model_renames", "renames", "messages"),
+    [
+        (
+            {"drift.widget": ["drift.component"]},
+            {},
+            [
+                "DATASET_SYNC_MODEL_RENAMES must map old model labels to new ones, like"
+                " {'shop.part': 'shop.component'}, not {'drift.widget': ['drift.component']}."
+            ],
+        ),
+        (
+            {"drift.part": "drift.component"},
+            {},
+            [
+                "DATASET_SYNC_MODEL_RENAMES: 'drift.part' is still a model here; only a label"
+                " that no installed model has any more can be renamed."
+            ],
+        ),
+        (
+            {"drift.widget": "drift.gone"},
+            {},
+            [
+                "DATASET_SYNC_MODEL_RENAMES: 'drift.gone', which 'drift.widget' is renamed to,"
+                " is not an installed model."
+            ],
+        ),
+        (
+            {"drift.widget": "drift.component", "drift.gizmo": "drift.component"},
+            {},
+            [
+                "DATASET_SYNC_MODEL_RENAMES: 'drift.gizmo' and 'drift.widget' are both renamed"
+                " to 'drift.component'; the rows of two models cannot load into one."
+            ],
+        ),
+        (
+            MODEL_RENAMES,
+            {"drift.widget": {"name": "title"}},
+            [
+                "DATASET_SYNC_RENAMES: 'drift.widget' is renamed to drift.component"
+                " (DATASET_SYNC_MODEL_RENAMES); declare its fields under 'drift.component'."
+            ],
+        ),
+        (MODEL_RENAMES, COMPONENT_RENAMES, []),
+    ],
+)
+def test_model_renames_that_cannot_work_are_system_check_errors(
+    settings, model_renames, renames, messages
+):
+    settings.DATASET_SYNC_MODEL_RENAMES = model_renames
+    settings.DATASET_SYNC_RENAMES = renames
+    found = [
+        (message.id, message.msg)
+        for message in django_checks.run_checks()
+        if message.id and message.id.startswith("dataset_sync.")
+    ]
+    assert found == [("dataset_sync.E009", message) for message in messages]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        (
+            "DATASET_SYNC_RENAMES",
+            {"drift.part": ["label"]},
+            "DATASET_SYNC_RENAMES must map model labels to dicts of old field names to new"
+            " ones, not {'drift.part': ['label']}.",
+        ),
+        (
+            "DATASET_SYNC_MODEL_RENAMES",
+            {"drift.widget": "drift.gone"},
+            "DATASET_SYNC_MODEL_RENAMES: 'drift.gone', which 'drift.widget' is renamed to, is"
+            " not an installed model.",
+        ),
+    ],
+)
+def test_renames_that_cannot_work_refuse_a_load_in_one_line(
+    tmp_path, settings, setting, value, message
+):
+    Component.objects.create(pk=1, title="axle")
+    path = copy(tmp_path, "widgets")
+    before = drift_rows("target")
+    setattr(settings, setting, value)
+
+    for api in (load, check):
+        with pytest.raises(InvalidSpecError) as excinfo:
+            api(path, using="target")
+        assert str(excinfo.value) == f"{path}: {message}"
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target")
+    assert str(excinfo.value) == f"{path}: {message}"
+    assert excinfo.value.returncode == 4
+    assert drift_rows("target") == before
+
+
+def test_a_model_rename_reaches_every_place_a_header_names_the_model():
+    field = {"column": "name", "type": "CharField", "null": False}
+    header = Header(
+        specs=[
+            {
+                "model": "drift.widget",
+                "filter": {"name__startswith": "a", "maker__name": "Acme", "pk__in": [1]},
+                "delete_missing": {"map": [["pk__in", "drift.widget"]]},
+                "rules": {"name": "keep"},
+                "identity": ["name"],
+            },
+            # Reverse relations are called after the model that holds them, by default.
+            {"model": "drift.maker", "filter": {"widget__name": "axle", "name": "Acme"}},
+            {"model": "drift.sticker", "filter": {"widget__name__in": ["axle"]}},
+        ],
+        rules={"drift.widget": {"name": "keep"}},
+        identities={"drift.widget": ["name"], "drift.maker": "natural_key"},
+        schema={
+            "django": "5.2",
+            # An app whose models all moved into other apps, and which is gone here.
+            "migrations": {"drift": ["0001_initial"], "store": ["0003_last"]},
+            "models": {
+                "drift.widget": {"name": field},
+                "drift.sticker": {
+                    "widget": {
+                        "column": "widget_id",
+                        "type": "ForeignKey",
+                        "null": True,
+                        "to": "drift.widget",
+                    },
+                },
+                "store.shelf": {"name": field},
+            },
+        },
+    )
+    renames = Renames(
+        COMPONENT_RENAMES, {"drift.widget": "drift.component", "store.shelf": "drift.part"}
+    )
+
+    renamed = renames.header(header)
+
+    assert renamed.specs == [
+        {
+            "model": "drift.component",
+            "filter": {"title__startswith": "a", "maker__name": "Acme", "pk__in": [1]},
+            "delete_missing": {"map": [["pk__in", "drift.component"]]},
+            "rules": {"title": "keep"},
+            "identity": ["title"],
+        },
+        {"model": "drift.maker", "filter": {"component__title": "axle", "name": "Acme"}},
+        {"model": "drift.sticker", "filter": {"widget__title__in": ["axle"]}},
+    ]
+    assert (renamed.rules, renamed.identities) == (
+        {"drift.component": {"title": "keep"}},
+        {"drift.component": ["title"], "drift.maker": "natural_key"},
+    )
+    assert renamed.schema == {
+        "django": "5.2",
+        "migrations": {"drift": ["0001_initial"]},
+        "models": {
+            # RenameField renamed the column too: the old one is not compared.
+            "drift.component": {"title": {"type": "CharField", "null": False}},
+            "drift.sticker": {
+                "widget": {
+                    "column": "widget_id",
+                    "type": "ForeignKey",
+                    "null": True,
+                    "to": "drift.component",
+                },
+            },
+            "drift.part": {"name": field},
+        },
+    }
+    # The header as read is left as it was: the signature is checked against it.
+    assert header.specs[0]["model"] == "drift.widget"
+    assert header.schema["models"]["drift.sticker"]["widget"]["to"] == "drift.widget"
+
+
+def test_a_model_rename_reaches_every_label_in_the_objects():
+    batch = [
+        {
+            "model": "drift.sticker",
+            "pk": 1,
+            "fields": {"text": "x", "widget": 1, "content_type": ["drift", "widget"]},
+        },
+        # Content types themselves, and natural keys that hold one (a permission's).
+        {
+            "model": "contenttypes.contenttype",
+            "pk": 7,
+            "fields": {"app_label": "drift", "model": "widget"},
+        },
+        {
+            "model": "auth.group",
+            "pk": 1,
+            "fields": {
+                "name": "staff",
+                "permissions": [["view_widget", "drift", "widget"], ["view_part", "drift", "part"]],
+            },
+        },
+        {"model": "drift.widget", "pk": 1, "fields": {"name": "axle", "maker": None}},
+    ]
+
+    Renames(COMPONENT_RENAMES, MODEL_RENAMES).objects(batch, Identities.of())
+
+    assert batch == [
+        {
+            "model": "drift.sticker",
+            "pk": 1,
+            "fields": {"text": "x", "widget": 1, "content_type": ["drift", "component"]},
+        },
+        {
+            "model": "contenttypes.contenttype",
+            "pk": 7,
+            "fields": {"app_label": "drift", "model": "component"},
+        },
+        {
+            "model": "auth.group",
+            "pk": 1,
+            "fields": {
+                "name": "staff",
+                "permissions": [
+                    ["view_widget", "drift", "component"],
+                    ["view_part", "drift", "part"],
+                ],
+            },
+        },
+        {"model": "drift.component", "pk": 1, "fields": {"title": "axle", "maker": None}},
+    ]
+
+
+def test_a_model_rename_reaches_content_types_in_identities():
+    # Stickers recognised by (content type, text): their identities hold a content type, and
+    # so does a generic foreign key's object id that names a sticker.
+    identities = Identities({"drift.sticker": Identity("fields", ("content_type", "text"))})
+    batch = [
+        {
+            "model": "drift.sticker",
+            "pk": 1,
+            "identity": [["drift", "widget"], "x"],
+            "fields": {"text": "x", "content_type": ["drift", "widget"], "object_id": 1},
+        },
+        {
+            "model": "drift.sticker",
+            "pk": 2,
+            "identity": [["drift", "sticker"], "y"],
+            "fields": {
+                "text": "y",
+                "content_type": ["drift", "sticker"],
+                "object_id": [["drift", "widget"], "x"],
+            },
+        },
+    ]
+
+    Renames({}, MODEL_RENAMES).objects(batch, identities)
+
+    assert [(data["identity"], data["fields"]) for data in batch] == [
+        (
+            [["drift", "component"], "x"],
+            {"text": "x", "content_type": ["drift", "component"], "object_id": 1},
+        ),
+        (
+            [["drift", "sticker"], "y"],
+            {
+                "text": "y",
+                "content_type": ["drift", "sticker"],
+                "object_id": [["drift", "component"], "x"],
+            },
+        ),
+    ]
 
 
 def test_check_reports_as_json(older, tmp_path):

@@ -90,7 +90,7 @@ def test_dump_of_a_dataset_the_target_does_not_declare_is_refused(tags_dump, ref
         tags_dump,
         f"{tags_dump}: the dump is of dataset 'tags', which this database does not declare"
         " (known datasets: accessories, authors, books, comments, everything, gadgets, items,"
-        " makers, parts, people, questions, section, tree)."
+        " makers, parts, people, questions, section, tree, widgets)."
         " Declare it here, " + OVERRIDE,
     )
 

@@ -1,7 +1,7 @@
 """The first stage of a load: read a dump once, verify it, and spool its objects.
 
-The schema the dump was written with must fit this database's (``schema.py``), fields
-renamed since (``renames.py``) read under their new names: that is decided first, since
+The schema the dump was written with must fit this database's (``schema.py``), models and
+fields renamed since (``renames.py``) read under their new names: that is decided first, since
 every later check reads the dump through this database's models. A
 dump's specs must be what this database's own registry declares for the dump's dataset and
 arguments (unless the caller trusts the dump), its specs must make sense here, and its
@@ -121,8 +121,8 @@ def read(
             on_header(reader.header)
         if max_age is not None:
             _check_age(reader.header, max_age)
-        # The dump is read as if written with the fields' new names; the reader verifies
-        # digest and signature against the file as it is.
+        # The dump is read as if written with the models' and fields' new names; the reader
+        # verifies digest and signature against the file as it is.
         renames = Renames.for_dump(reader.header)
         header = renames.header(reader.header)
         drift = renames.drift()
@@ -140,7 +140,7 @@ def read(
         spooler = Spooler(directory, specs, scope, using, conf.batch_size())
         try:
             for batch in reader.batches():
-                renames.objects(batch)
+                renames.objects(batch, identities)
                 spooler.add(batch)
                 if on_batch:
                     on_batch(f"reading {source_name(source)}", spooler.objects_read)

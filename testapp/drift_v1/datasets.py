@@ -18,3 +18,11 @@ def makers(args: str) -> list[Spec]:
 @register("parts")
 def parts(args: str) -> list[Spec]:
     return [Spec("drift.part", filter={"label__isnull": False})]
+
+
+@register("widgets")
+def widgets(args: str) -> list[Spec]:
+    return [
+        Spec("drift.widget", filter={"name__isnull": False}, delete_missing=True),
+        Spec("drift.sticker", filter={"widget__name__isnull": False}, delete_missing=True),
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 
@@ -26,3 +28,24 @@ class Part(models.Model):
 
     def __str__(self) -> str:
         return self.label
+
+
+class Widget(models.Model):
+    name = models.CharField(max_length=50)
+    maker = models.ForeignKey(Maker, models.SET_NULL, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Sticker(models.Model):
+    """Names a widget twice: by foreign key, and by content type (a generic foreign key)."""
+
+    text = models.CharField(max_length=50)
+    widget = models.ForeignKey(Widget, models.CASCADE, null=True, blank=True)
+    content_type = models.ForeignKey(ContentType, models.CASCADE, null=True, blank=True)
+    object_id = models.PositiveIntegerField(null=True, blank=True)
+    target = GenericForeignKey("content_type", "object_id")
+
+    def __str__(self) -> str:
+        return self.text

@@ -1,5 +1,5 @@
-"""The drift app's datasets after 0002_ahead: drift_v1's with the renamed field's new name,
-and one of the model this state adds."""
+"""The drift app's datasets after 0002_ahead: drift_v1's with the renamed model's and fields'
+new names, and one of the model this state adds."""
 
 from __future__ import annotations
 
@@ -19,6 +19,15 @@ def makers(args: str) -> list[Spec]:
 @register("parts")
 def parts(args: str) -> list[Spec]:
     return [Spec("drift.part", filter={"title__isnull": False})]
+
+
+@register("widgets")
+def widgets(args: str) -> list[Spec]:
+    # Widget is Component since 0002_ahead, and its name title.
+    return [
+        Spec("drift.component", filter={"title__isnull": False}, delete_missing=True),
+        Spec("drift.sticker", filter={"widget__title__isnull": False}, delete_missing=True),
+    ]
 
 
 @register("accessories")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import django
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 
@@ -44,3 +46,27 @@ class Accessory(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Component(models.Model):
+    """Called Widget before 0002_ahead, and its title name."""
+
+    title = models.CharField(max_length=50)
+    maker = models.ForeignKey(Maker, models.SET_NULL, null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Sticker(models.Model):
+    """Names a component twice: by foreign key, and by content type (a generic foreign key)."""
+
+    text = models.CharField(max_length=50)
+    #: Still called widget: renaming a model leaves the fields that point at it as they are.
+    widget = models.ForeignKey(Component, models.CASCADE, null=True, blank=True)
+    content_type = models.ForeignKey(ContentType, models.CASCADE, null=True, blank=True)
+    object_id = models.PositiveIntegerField(null=True, blank=True)
+    target = GenericForeignKey("content_type", "object_id")
+
+    def __str__(self) -> str:
+        return self.text

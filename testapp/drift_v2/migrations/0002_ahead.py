@@ -31,6 +31,8 @@ class Migration(migrations.Migration):
             preserve_default=False,
         ),
         migrations.RenameField(model_name="part", old_name="label", new_name="title"),
+        migrations.RenameModel(old_name="Widget", new_name="Component"),
+        migrations.RenameField(model_name="component", old_name="name", new_name="title"),
         migrations.CreateModel(
             name="Accessory",
             fields=[
