@@ -28,6 +28,7 @@ dataset_sync.E009  DATASET_SYNC_MODEL_RENAMES or DATASET_SYNC_RENAMES cannot wor
                    label is no model, two models are renamed to one; or field renames name a
                    model that is not installed (or under its old label), a new name that is
                    no field of the model, or an old name the model still has
+dataset_sync.E010  DATASET_SYNC_MAX_AGE is not a number of seconds or a timedelta
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import checks
-from django.core.exceptions import FieldError, ImproperlyConfigured
+from django.core.exceptions import FieldError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError
 
 from dataset_sync import conf, renames
@@ -137,9 +138,16 @@ def _check_rules_settings() -> list[checks.CheckMessage]:
     problems = rules.project_problems()
     try:
         conf.required_rules()
-    except ImproperlyConfigured as exc:
+    except InvalidSpecError as exc:
         problems.append(str(exc))
-    return [checks.Error(problem, id="dataset_sync.E006") for problem in problems]
+    errors: list[checks.CheckMessage] = [
+        checks.Error(problem, id="dataset_sync.E006") for problem in problems
+    ]
+    try:
+        conf.max_age()
+    except InvalidSpecError as exc:
+        errors.append(checks.Error(str(exc), id="dataset_sync.E010"))
+    return errors
 
 
 def _check_rules(name: str, dataset: Dataset, specs: list[Spec]) -> list[checks.CheckMessage]:

@@ -8,7 +8,6 @@ import os
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 
 from dataset_sync.errors import InvalidSpecError
 
@@ -58,7 +57,7 @@ def max_age() -> float | None:
         value = value.total_seconds()
     if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < math.inf:
         return float(value)
-    raise ImproperlyConfigured(
+    raise InvalidSpecError(
         f"DATASET_SYNC_MAX_AGE must be a number of seconds or a timedelta, not {value!r}."
     )
 
@@ -89,7 +88,7 @@ def required_rules() -> bool | frozenset[str]:
         isinstance(name, str) for name in value
     ):
         return frozenset(value)
-    raise ImproperlyConfigured(
+    raise InvalidSpecError(
         f"DATASET_SYNC_REQUIRE_RULES must be True, False or a list of dataset names, not {value!r}."
     )
 

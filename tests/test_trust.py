@@ -6,6 +6,7 @@ import datetime as dt
 import json
 
 import pytest
+from django.core import checks
 from django.core.management.base import CommandError
 
 from dataset_sync import Spec, dump, load, unregister
@@ -302,6 +303,24 @@ def test_max_age_from_the_setting(tags_dump, signed, tmp_path):
     # The command's option overrides the setting.
     out, _err = run("loaddata-spec", str(path), "--database", "target", "--max-age", "3600")
     assert "status=changed" in out
+
+
+def test_a_max_age_setting_of_the_wrong_shape_is_one_line_and_a_check_error(
+    tags_dump, tmp_path, settings
+):
+    path = copy(tmp_path, "tags")
+    settings.DATASET_SYNC_MAX_AGE = "1 hour"
+    before = rows("target")
+    message = "DATASET_SYNC_MAX_AGE must be a number of seconds or a timedelta, not '1 hour'."
+    with pytest.raises(CommandError) as excinfo:
+        run("loaddata-spec", str(path), "--database", "target")
+    assert (str(excinfo.value), excinfo.value.returncode) == (message, 4)
+    assert rows("target") == before
+    assert [
+        (error.id, error.msg)
+        for error in checks.run_checks()
+        if error.id and error.id.startswith("dataset_sync.")
+    ] == [("dataset_sync.E010", message)]
 
 
 def test_a_signed_dumps_time_cannot_be_moved_forward(tags_dump, signed, tmp_path, refused):
