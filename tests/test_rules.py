@@ -546,7 +546,9 @@ def test_null_on_a_nullable_foreign_key_dumps_no_reference(tmp_path):
     load(path, using="target", trust_dump_specs=True)
 
     dumped = json.loads(path.read_text())["objects"]
-    assert [obj["fields"]["favorite_question"] for obj in dumped if obj["model"] == "testapp.author"] == [None]
+    assert [
+        obj["fields"]["favorite_question"] for obj in dumped if obj["model"] == "testapp.author"
+    ] == [None]
     loaded = Author.objects.using("target").get()
     assert (loaded.name, loaded.favorite_question_id) == ("Ada", None)
     assert Question.objects.using("target").get().author_id == loaded.pk
