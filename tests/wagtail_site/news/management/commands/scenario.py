@@ -91,10 +91,10 @@ def prod_build() -> None:
     publish(
         news,
         NewsPage(title="Launch", slug="launch", body="We launched."),
-        alice,
+        bob,
         tags=["launch", "product"],
     )
-    publish(news, NewsPage(title="Hiring", slug="hiring", body="Join us."), bob, tags=["jobs"])
+    publish(news, NewsPage(title="Hiring", slug="hiring", body="Join us."), alice, tags=["jobs"])
     archive = publish(news, NewsIndexPage(title="Archive", slug="archive"), alice)
     old = publish(archive, NewsIndexPage(title="2024", slug="2024"), alice)
     publish(
@@ -119,18 +119,17 @@ def stage_early_gone() -> None:
 
 
 def stage_editors() -> None:
-    """Stage: editors add pages of their own outside the section and inside it, and a draft."""
+    """Stage: editors add pages of their own outside the section and inside it, and a draft;
+    bob, who owns a page on prod, gets an account on stage too."""
     carol, alice = User.objects.get(username="carol"), User.objects.get(username="alice")
+    User.objects.create(username="bob")
     homepage = page("/home/")
     about = publish(homepage, NewsIndexPage(title="About", slug="about"), carol)
     publish(about, NewsPage(title="Team", slug="team", body="Us."), carol, tags=["team", "product"])
-    if Page.objects.filter(url_path=SECTION).exists():
-        publish(
-            page(SECTION), NewsPage(title="Stage test", slug="stage-test"), alice, tags=["draft"]
-        )
-        launch = page(SECTION + "launch/")
-        launch.body = "A draft on stage."
-        launch.save_revision(user=carol)  # not published: a revision of stage's own
+    publish(page(SECTION), NewsPage(title="Stage test", slug="stage-test"), alice, tags=["draft"])
+    launch = page(SECTION + "launch/")
+    launch.title = "Launch, a draft on stage"
+    launch.save_revision(user=carol)  # not published: a revision of stage's own
 
 
 def prod_round2() -> None:
@@ -168,6 +167,8 @@ def state() -> dict[str, Any]:
             "locale": item.locale.language_code,
             "body": getattr(specific, "body", None),
             "tags": sorted(specific.tags.names()) if hasattr(specific, "tags") else None,
+            # What Wagtail's editor shows: the latest revision's content, else the page's own.
+            "in_editor": specific.get_latest_revision_as_object().title,
         }
 
     pages = Page.objects.order_by("path")
