@@ -514,7 +514,8 @@ def test_rules_on_relations_and_conflicting_specs_refuse_the_dump(tmp_path):
         dump(relation, output=tmp_path / "dump.json")
     assert str(excinfo.value) == (
         "Dataset 'broken': testapp.question.author: rule 'null' (the dataset's rules['author'])"
-        " cannot apply: rules cannot rewrite primary keys or relations. Use keep."
+        " cannot apply: rules cannot rewrite primary keys or relations, except null on a"
+        " nullable foreign key. Use keep."
     )
     conflict = [
         Spec("testapp.author", filter={"pk": 1}, rules={"name": "hashed"}),
@@ -527,6 +528,30 @@ def test_rules_on_relations_and_conflicting_specs_refuse_the_dump(tmp_path):
         " the same rules for every spec of a model."
     )
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.django_db(databases=["default", "target"], transaction=True)
+def test_null_on_a_nullable_foreign_key_dumps_no_reference(tmp_path):
+    author = Author.objects.create(name="Ada", email="ada@example.com")
+    question = Question.objects.create(author=author, text="Engine?", pub_date=WHEN)
+    author.favorite_question = question
+    author.save()
+    dataset = Dataset(
+        "favourites",
+        lambda args: [Spec("testapp.author"), Spec("testapp.question")],
+        rules={"favorite_question": "null"},
+    )
+    path = tmp_path / "dump.json"
+    dump(dataset, output=path)
+    load(path, using="target", trust_dump_specs=True)
+
+    dumped = json.loads(path.read_text())["objects"]
+    assert [
+        obj["fields"]["favorite_question"] for obj in dumped if obj["model"] == "testapp.author"
+    ] == [None]
+    loaded = Author.objects.using("target").get()
+    assert (loaded.name, loaded.favorite_question_id) == ("Ada", None)
+    assert Question.objects.using("target").get().author_id == loaded.pk
 
 
 @pytest.mark.django_db

@@ -349,8 +349,13 @@ def _personal(found: Any) -> bool:
 def _problem(rule: Rule, found: Any, meta: Any) -> str | None:
     if isinstance(rule, Keep):
         return None
-    if found.primary_key or found.remote_field is not None:
-        return "cannot apply: rules cannot rewrite primary keys or relations. Use keep."
+    # NULL names no row, so it is the one value a rule may give a (nullable) foreign key.
+    nulled = isinstance(rule, Null) and found.null and found.concrete
+    if found.primary_key or (found.remote_field is not None and not nulled):
+        return (
+            "cannot apply: rules cannot rewrite primary keys or relations, except null on a"
+            " nullable foreign key. Use keep."
+        )
     if problem := rule.problem(found):
         return problem
     if not rule.keeps_unique and _unique(found, meta):
