@@ -352,10 +352,10 @@ def test_natural_key_the_target_lacks_is_refused(tmp_path, target_with_rows, fai
 
 def test_unique_violation_names_both_rows(tmp_path, fails):
     make_source()
-    # The target has its own 'python' tag, under another pk; authors does not delete tags.
-    clash = Tag.objects.using("target").create(pk=100, name="python")
-    before = rows("target")
     python = Tag.objects.get(name="python")
+    # The target has its own 'python' tag, under another pk; authors does not delete tags.
+    clash = Tag.objects.using("target").create(pk=python.pk + 1000, name="python")
+    before = rows("target")
     path = copy(tmp_path, "authors:1,2")
     fails(
         path,
