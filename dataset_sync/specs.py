@@ -48,6 +48,7 @@ RUNAWAY_LOOKUPS = frozenset({"regex", "iregex"})
 _SHAPES: dict[str, tuple[tuple[type, ...], str]] = {
     "delete_missing": ((bool, Mapping), "true, false or a dict"),
     "save_as_new": ((bool,), "true or false"),
+    "allow_cascade": ((bool, list, tuple), "true, false or a list of model labels"),
     "ignore_missing_m2m": ((list, tuple), "a list of field names"),
     "defer_values": ((list, tuple), "a list of field names"),
     "rules": ((Mapping,), "a dict of field names to rules"),
@@ -62,7 +63,8 @@ class Spec:
 
     ``delete_missing`` makes the loader delete rows on the target that match ``filter`` but are
     not in the dump. ``allow_cascade`` lets those deletions cascade to rows that no spec of
-    the dataset selects (otherwise the load is refused). ``rules`` maps field names of the
+    the dataset selects (otherwise the load is refused): to any, or to rows of the models it
+    lists (labels or classes). ``rules`` maps field names of the
     model to data rules (``dataset_sync.rules``), which the dumper applies to this spec's
     rows. ``identity`` says how its rows are recognised on the target (see
     :mod:`dataset_sync.identity`); ``missing_references`` what a load does with a foreign key
@@ -77,7 +79,7 @@ class Spec:
     ignore_missing_m2m: tuple[str, ...] = ()
     save_as_new: bool = False
     defer_values: tuple[str, ...] = ()
-    allow_cascade: bool = False
+    allow_cascade: bool | tuple[str, ...] = False
     rules: Mapping[str, Rule] = field(default_factory=dict)
     identity: str | tuple[str, ...] | None = None
     missing_references: Mapping[str, str] = field(default_factory=dict)
@@ -100,6 +102,8 @@ class Spec:
                 )
         object.__setattr__(self, "ignore_missing_m2m", tuple(self.ignore_missing_m2m))
         object.__setattr__(self, "defer_values", tuple(self.defer_values))
+        if isinstance(self.allow_cascade, (list, tuple)):
+            object.__setattr__(self, "allow_cascade", self._cascade_labels())
         object.__setattr__(self, "rules", self._rules())
         if self.identity is not None:
             identity = Identity.parse(self.identity, f"Spec for {self.model}")
@@ -118,6 +122,27 @@ class Spec:
             # An empty dict is falsy, and deletes nothing, as in feincms3-data.
             value = self._delete_missing_map() if self.delete_missing else False
             object.__setattr__(self, "delete_missing", value)
+
+    def _cascade_labels(self) -> tuple[str, ...]:
+        labels = []
+        for model in self.allow_cascade:  # type: ignore[union-attr]
+            if isinstance(model, type) and issubclass(model, models.Model):
+                labels.append(model._meta.label_lower)
+            elif isinstance(model, str):
+                labels.append(model.lower())
+            else:
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'allow_cascade' lists {model!r}; list model labels"
+                    " like 'app.model'."
+                )
+        return tuple(sorted(set(labels)))
+
+    def allows_cascade_to(self, label: str) -> bool:
+        """Whether this spec's deletions may reach rows of the model ``label`` outside the
+        dataset."""
+        if isinstance(self.allow_cascade, tuple):
+            return label in self.allow_cascade
+        return self.allow_cascade
 
     def _rules(self) -> dict[str, Rule]:
         # Imported here: the dump package imports this module.
@@ -229,6 +254,14 @@ class Spec:
                     f"Spec for {self.model}: 'ignore_missing_m2m' names '{name}', which is not"
                     f" a many-to-many field of {self.model}."
                 )
+        for label in self.allow_cascade if isinstance(self.allow_cascade, tuple) else ():
+            try:
+                apps.get_model(label)
+            except (LookupError, ValueError):
+                raise InvalidSpecError(
+                    f"Spec for {self.model}: 'allow_cascade' lists '{label}', which is not an"
+                    " installed model."
+                ) from None
         for _lookup, label in self.delete_missing_map:
             try:
                 apps.get_model(label)

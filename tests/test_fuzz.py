@@ -383,12 +383,19 @@ def test_a_spec_without_a_model_is_refused(tmp_path, loaded_target):
 
 
 @in_a_test_transaction
-def test_a_spec_flag_of_the_wrong_shape_is_refused(tmp_path, loaded_target):
-    path = hand_made(tmp_path, [{"model": "testapp.tag", "ignore_missing_m2m": 5}])
+@pytest.mark.parametrize(
+    ("flag", "value", "shape"),
+    [
+        ("ignore_missing_m2m", 5, "a list of field names, not 5"),
+        ("allow_cascade", "yes", "true, false or a list of model labels, not 'yes'"),
+    ],
+)
+def test_a_spec_flag_of_the_wrong_shape_is_refused(tmp_path, loaded_target, flag, value, shape):
+    path = hand_made(tmp_path, [{"model": "testapp.tag", flag: value}])
     refused(
         path,
         InvalidSpecError,
-        f"{path}: Spec for testapp.tag: 'ignore_missing_m2m' must be a list of field names, not 5.",
+        f"{path}: Spec for testapp.tag: '{flag}' must be {shape}.",
         loaded_target,
     )
 

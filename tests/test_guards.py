@@ -111,6 +111,54 @@ def test_spec_flag_allows_its_cascades(author_with_rows_outside, restore_registr
     )
 
 
+def test_spec_flag_allows_cascades_to_the_models_it_lists(
+    author_with_rows_outside, restore_registry
+):
+    def allowing(*models):
+        restore_registry("authors-only")(
+            lambda args: [
+                Spec(
+                    "testapp.author",
+                    filter={"pk__lte": 3},
+                    delete_missing=True,
+                    allow_cascade=list(models),
+                )
+            ]
+        )
+        return copy(author_with_rows_outside.parent, "authors-only", f"{len(models)}.json")
+
+    path = allowing(Choice)
+    before = rows("target")
+    with pytest.raises(DeletionGuardError) as excinfo:
+        load(path, using="target")
+    assert str(excinfo.value) == (
+        f"{path}: deleting the rows missing from the dump (starting with testapp.author(pk=3))"
+        " would cascade to rows outside the dataset: 1 testapp.question. Add those models to"
+        " the dataset, or allow it with --allow-cascade or the spec's allow_cascade."
+    )
+    assert rows("target") == before
+
+    report = load(allowing(Choice, "testapp.Question"), using="target")
+    assert (
+        report.counts["testapp.question"].cascaded,
+        report.counts["testapp.choice"].cascaded,
+    ) == (1, 2)
+
+
+def test_allow_cascade_must_list_installed_models(restore_registry, tmp_path):
+    restore_registry("authors-only")(
+        lambda args: [
+            Spec("testapp.author", delete_missing=True, allow_cascade=["testapp.nothing"])
+        ]
+    )
+    with pytest.raises(CommandError) as excinfo:
+        run("dumpdata-spec", "authors-only", "-o", str(tmp_path / "dump.json"))
+    assert str(excinfo.value) == (
+        "Spec for testapp.author: 'allow_cascade' lists 'testapp.nothing', which is not an"
+        " installed model."
+    )
+
+
 def test_cascade_to_rows_the_dataset_selects_needs_no_permission(tmp_path, restore_registry):
     restore_registry("questions")(
         lambda args: [

@@ -132,8 +132,9 @@ class Deleter:
                 f" {', '.join(blocking[:5])}. Add those rows to the dataset or delete them first."
             ) from exc
         reach = Reach.of(collector)
-        if not (self.allow_cascade or spec.allow_cascade):
+        if not (self.allow_cascade or spec.allow_cascade is True):
             outside = rows_outside(reach, model, self.dump.specs, self.using, self.chunk)
+            outside = outside.only(lambda label: not spec.allows_cascade_to(label))
             self.outside.add(outside)
             if outside and not self._refused_from:
                 self._refused_from = describe(model, pks[0])

@@ -122,6 +122,14 @@ class Outside:
         for label, fields in other.fields.items():
             self.fields[label].update(fields)
 
+    def only(self, keep: Callable[[str], bool]) -> Outside:
+        """The rows of the models whose labels ``keep`` accepts."""
+        return Outside(
+            Counter({label: n for label, n in self.deleted.items() if keep(label)}),
+            Counter({label: n for label, n in self.updated.items() if keep(label)}),
+            defaultdict(set, {label: f for label, f in self.fields.items() if keep(label)}),
+        )
+
     def describe(self) -> str:
         """``2 testapp.choice, 1 testapp.author updated (favorite_question)``."""
         parts = [f"{count:,} {label}" for label, count in sorted(self.deleted.items())]
