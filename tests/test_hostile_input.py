@@ -176,9 +176,10 @@ def test_an_object_as_deep_as_the_limit_is_written(tmp_path, target_with_rows):
         with pytest.raises(LoadIntegrityError) as excinfo:
             load(path, using="target", trust_dump_specs=True)
         assert str(excinfo.value) == (
-            f"{path}: testapp.node: the database refused rows with pk 900 to 900: (4025,"
-            f" 'CONSTRAINT `testapp_node.data` failed for `{target.settings_dict['NAME']}`."
-            "`testapp_node`')"
+            f"{path}: testapp.node(pk=900): field 'data' was refused by the target database"
+            f" (CONSTRAINT `testapp_node.data` failed for `{target.settings_dict['NAME']}`."
+            "`testapp_node`). Correct the row on the source and dump it again, or change the"
+            " target's schema to take it."
         )
         assert rows("target") == target_with_rows
         return
