@@ -48,6 +48,15 @@ def pages(tmp_path, bad_title, name="bad.json"):
     return write_document(tmp_path, SPECS, objects, name)
 
 
+def not_null(model, column):
+    table = f"testapp_{model}"
+    return says(
+        f"NOT NULL constraint failed: {table}.{column}",
+        f'null value in column "{column}" of relation "{table}" violates not-null constraint',
+        f"Column '{column}' cannot be null",
+    )
+
+
 def check_violation():
     return says(
         "CHECK constraint failed: testapp_page_title_not_empty",
@@ -82,16 +91,31 @@ def test_a_check_constraint_names_the_row_and_the_constraint(tmp_path, written, 
 def test_a_null_in_a_column_that_cannot_hold_one_names_the_field(tmp_path, written, fails):
     before = rows("target")
     path = pages(tmp_path, None)
-    database = says(
-        "NOT NULL constraint failed: testapp_page.title",
-        'null value in column "title" of relation "testapp_page" violates not-null constraint',
-        "Column 'title' cannot be null",
-    )
+    database = not_null("page", "title")
     fails(
         path,
         LoadIntegrityError,
         f"{path}: testapp.page(pk={BAD}): field 'title' was refused by the target database"
         f" ({database}). {HINT}",
+        before,
+        trusted=True,
+    )
+
+
+def test_a_deferred_value_the_database_refuses_names_the_field(tmp_path, fails):
+    """Written after the deletions, in place of a throwaway value."""
+    before = rows("target")
+    objects = [
+        {"model": "testapp.section", "pk": 1, "fields": {"name": "s"}},
+        {"model": "testapp.page", "pk": BAD, "fields": {"section": 1, "title": None}},
+    ]
+    specs = [SPECS[0], {"model": "testapp.page", "defer_values": ["title"]}]
+    path = write_document(tmp_path, specs, objects)
+    fails(
+        path,
+        LoadIntegrityError,
+        f"{path}: testapp.page(pk={BAD}): field 'title' was refused by the target database"
+        f" ({not_null('page', 'title')}). {HINT}",
         before,
         trusted=True,
     )
@@ -142,11 +166,7 @@ def test_a_row_given_a_new_key_is_named_by_its_key_in_the_dump(tmp_path, fails):
         ],
     }
     path.write_text(json.dumps(document))
-    database = says(
-        "NOT NULL constraint failed: testapp_publisher.name",
-        'null value in column "name" of relation "testapp_publisher" violates not-null constraint',
-        "Column 'name' cannot be null",
-    )
+    database = not_null("publisher", "name")
     fails(
         path,
         LoadIntegrityError,
@@ -168,11 +188,7 @@ def test_a_copy_saved_as_new_is_named_by_its_key_in_the_dump(tmp_path, fails):
             for pk in range(1, 10)
         ],
     )
-    database = says(
-        "NOT NULL constraint failed: testapp_node.name",
-        'null value in column "name" of relation "testapp_node" violates not-null constraint',
-        "Column 'name' cannot be null",
-    )
+    database = not_null("node", "name")
     fails(
         path,
         LoadIntegrityError,

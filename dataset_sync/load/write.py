@@ -403,7 +403,7 @@ class TableWriter:
                 save(rows)
         except DatabaseError as exc:
             raise (
-                self.unique.copied_duplicate(rows) or self._refused(exc, [], rows, save)
+                self.unique.copied_duplicate(rows) or self._refused(exc, rows, rows, save)
             ) from exc
         self.keys.allocated(self.model, rows, [objs[id(row)].pk for row in rows])
 
