@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 
 from dataset_sync import load
-from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.errors import LoadIntegrityError, SchemaMismatchError
 from testapp.models import Node, Page, Pin, Publisher, Question
 
 from .conftest import copy, make_source, rows, write_document
@@ -221,3 +221,45 @@ def test_a_row_outside_the_dataset_left_pointing_at_a_deleted_row_is_named(tmp_p
         " deletes.",
         before,
     )
+
+
+@pytest.mark.parametrize("field", ["section", "tags"])
+def test_a_reference_of_zero_is_refused_in_one_line(tmp_path, field, fails):
+    """MySQL and MariaDB take 0 in an automatic key's column as "generate one": there it
+    is a value the field cannot hold; elsewhere it names a row that does not exist."""
+    before = rows("target")
+    if field == "section":
+        model, related, held = "testapp.page", "testapp.section", "0"
+        specs = SPECS
+        objects = [{"model": "testapp.page", "pk": 900, "fields": {"section": 0, "title": "t"}}]
+    else:
+        model, related, held = "testapp.question", "testapp.tag", "[0]"
+        specs = [{"model": "testapp.author"}, {"model": "testapp.question"}]
+        objects = [
+            {"model": "testapp.author", "pk": 1, "fields": {"name": "a", "email": "a@x.org"}},
+            {
+                "model": "testapp.question",
+                "pk": 900,
+                "fields": {
+                    "author": 1,
+                    "text": "q",
+                    "pub_date": "2026-01-02T03:04:05Z",
+                    "tags": [0],
+                },
+            },
+        ]
+    path = write_document(tmp_path, specs, objects)
+    if connections["target"].vendor == "mysql":
+        exception = SchemaMismatchError
+        message = (
+            f"{model}(pk=900): field '{field}' has an invalid value {held} (The database"
+            " backend does not accept 0 as a value for AutoField.)."
+        )
+    else:
+        exception = LoadIntegrityError
+        message = (
+            f"{model}(pk=900): field '{field}' points at {related}(pk=0), which is neither in"
+            f" the dump nor in the target database. Add {related} to the dataset or create the"
+            " row on the target first."
+        )
+    fails(path, exception, f"{path}: {message}", before, trusted=True)
