@@ -7,7 +7,8 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
 - ``order``: the models in the order they are written, parents first;
 - ``keys``: where each dumped row lands on the target, and how references follow it; the
   ``scope`` refuses rows the target holds outside the dataset before anything is written;
-- ``write``: per batch, convert (``convert``), compare and write in bulk;
+- ``write``: per batch, convert (``convert``), compare and write in bulk; a batch the
+  database refuses is written again in parts to name the row (``refused``);
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
 - the dataset's ``after_write`` hooks, in the same transaction;
 - ``finish``: verify references, cascades and constraints (and with the ``scope``, that the

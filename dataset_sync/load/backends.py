@@ -5,7 +5,9 @@ updates and deletes, ``IN (%s, ...)`` lists for lookups. The vendor classes repl
 costs far more on their database when done the portable way (COPY and one array parameter
 on PostgreSQL with psycopg 3), and take the load's locks the way their database offers
 (see :mod:`dataset_sync.load.lock`). Statements the ORM builds (filters, the collector's
-deletions) are not here; statements built from strings are nowhere else.
+deletions) are not here; statements built from strings are nowhere else. Each database's
+errors are read here too (:meth:`Backend.refusal`): what the first line says, and which
+column, constraint and table it names.
 """
 
 from __future__ import annotations
