@@ -73,6 +73,10 @@ class LoadIntegrityError(DatasetSyncError):
     """Writing the dump would break a constraint: a missing foreign key row, a duplicate."""
 
 
+class CommitRefusedError(LoadIntegrityError):
+    """The database refused to commit the load, for a constraint it checks only then."""
+
+
 class InconsistentModelError(LoadIntegrityError):
     """A dumped multi-table inheritance child exists on the target as another child."""
 

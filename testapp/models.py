@@ -5,10 +5,14 @@ from __future__ import annotations
 import secrets
 import uuid
 
+import django
 from django.conf import settings
 from django.contrib.contenttypes.fields import GenericForeignKey, GenericRelation
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+
+#: CheckConstraint's argument: "check" until Django 5.1 named it "condition".
+CHECK = "condition" if django.VERSION >= (5, 1) else "check"
 
 
 class Category(models.Model):
@@ -225,6 +229,15 @@ class Page(models.Model):
     # Deleting a page deletes its revisions, as a foreign key's CASCADE would.
     revisions = GenericRelation("Revision")
 
+    class Meta:
+        # A constraint only the database knows: the loader cannot check it before writing.
+        constraints = [
+            models.CheckConstraint(
+                **{CHECK: ~models.Q(title="")},  # type: ignore[arg-type]
+                name="testapp_page_title_not_empty",
+            )
+        ]
+
     def __str__(self) -> str:
         return self.title
 
@@ -248,3 +261,15 @@ class Revision(models.Model):
 
     def __str__(self) -> str:
         return f"revision {self.number} of {self.content_type_id}:{self.object_id}"
+
+
+class Pin(models.Model):
+    """A bookmark on a question that leaves its deletion to the database (DO_NOTHING): when a
+    load deletes the question, a pin outside the dataset points nowhere, and only the
+    database's foreign key check can tell."""
+
+    question = models.ForeignKey(Question, on_delete=models.DO_NOTHING, related_name="+")
+    note = models.CharField(max_length=100, blank=True)
+
+    def __str__(self) -> str:
+        return self.note

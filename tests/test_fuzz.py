@@ -3,7 +3,8 @@
 A real dump is mutated by hypothesis: bytes flipped, deleted or inserted, the file cut short,
 lines swapped, values in objects replaced (with the trailer recomputed, as a forger would),
 values put in that Python or a database cannot take (``Infinity``, numbers of thousands of
-digits, deep nesting, lone surrogates, decimals too large for their field), bytes of a
+digits, deep nesting, lone surrogates, decimals too large for their field), values only the
+database refuses (NULL where it cannot be, text longer than its column), bytes of a
 compressed dump flipped, and the header's values and specs rewritten (the header is not
 covered by the digest), with and without ``--trust-dump-specs``. Every outcome
 must be a successful load or a DatasetSyncError naming the file, with the target exactly as
@@ -86,6 +87,7 @@ def fuzz_target(tmp_path):
         except DatasetSyncError as exc:
             outcomes[type(exc).__name__] += 1
             assert str(exc).startswith(f"{path}: "), str(exc)
+            assert "\n" not in str(exc), str(exc)
             assert rows("target") == before
         else:
             outcomes["loaded"] += 1
@@ -117,6 +119,10 @@ HOSTILE = st.sampled_from(
         '"\\u0000"',
     ]
 )
+#: Values that convert to what their field holds, which the database then refuses where they
+#: land: NULL in a column that cannot hold one, text longer than its column (PostgreSQL and
+#: MariaDB; SQLite stores it), an empty string where a constraint or a relation wants more.
+REFUSED_BY_THE_DATABASE = st.sampled_from([None, "", "x" * 300, 0])
 PLACEHOLDER = "hostile-value-placeholder"
 COMPRESSIONS = {
     ".gz": lambda data: gzip.compress(data, mtime=0),
@@ -245,6 +251,28 @@ def test_values_python_and_databases_cannot_take(fuzz_target):
     forge()
     # Each is refused by the stage that reads it (the format, the header, the conversion of
     # values, the spec checks), not all by one; a value that fits where it lands loads.
+    assert mutated(outcomes) >= 20, outcomes
+    assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
+
+
+def test_values_only_the_database_refuses(fuzz_target):
+    lines, attempt, outcomes = fuzz_target
+
+    @FUZZ
+    @given(index=POSITIONS, value=REFUSED_BY_THE_DATABASE)
+    def forge(index, value):
+        objects = object_lines(lines)
+        at = index % len(objects)
+        obj = json.loads(objects[at])
+        names = sorted(obj["fields"])
+        if names:
+            obj["fields"][names[index % len(names)]] = value
+        objects[at] = json.dumps(obj, ensure_ascii=False).encode()
+        attempt(retrailer(lines, objects))
+
+    forge()
+    # Each loads, or is refused in one line naming the row: by the conversion, the checks of
+    # references, or the database (LoadIntegrityError), not all by one.
     assert mutated(outcomes) >= 20, outcomes
     assert len(outcomes.keys() - {"unchanged"}) >= 2, outcomes
 

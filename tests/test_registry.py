@@ -209,6 +209,7 @@ def test_spec_helpers_expand_to_one_spec_per_model():
         "testapp.section",
         "testapp.page",
         "testapp.revision",
+        "testapp.pin",
     ]
 
 

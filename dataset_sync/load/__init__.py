@@ -7,7 +7,8 @@ A load is a pipeline; each stage is a module, in the order a row passes them:
 - ``order``: the models in the order they are written, parents first;
 - ``keys``: where each dumped row lands on the target, and how references follow it; the
   ``scope`` refuses rows the target holds outside the dataset before anything is written;
-- ``write``: per batch, convert (``convert``), compare and write in bulk;
+- ``write``: per batch, convert (``convert``), compare and write in bulk; a batch the
+  database refuses is written again in parts to name the row (``refused``);
 - ``delete``: what ``delete_missing`` specs no longer hold, with the ``guards``;
 - the dataset's ``after_write`` hooks, in the same transaction;
 - ``finish``: verify references, cascades and constraints (and with the ``scope``, that the
@@ -23,11 +24,12 @@ import gc
 import time
 from collections.abc import Iterator
 
+from django.apps import apps
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.template.defaultfilters import pluralize
 
 from dataset_sync import conf
-from dataset_sync.errors import DatasetSyncError
+from dataset_sync.errors import CommitRefusedError, DatasetSyncError
 from dataset_sync.load.backends import backend
 from dataset_sync.load.convert import RowConverter
 from dataset_sync.load.defer import DeferredValues
@@ -119,6 +121,7 @@ def load(
         ):
             written = {model for each in verified for model in each.written_models()}
             with (
+                _in_file(names, only=CommitRefusedError),
                 locked_transaction(using, lock_timeout, written),
                 connections[using].constraint_checks_disabled(),
             ):
@@ -280,17 +283,23 @@ def _apply(
     dump.scope.refuse_written(keys, report, using, chunk)
     for model, writer in writers.items():
         check_references(model, writer.references, using, chunk)
-    check_constraints(order, using)
+    deleted = [
+        apps.get_model(label)
+        for label, counts in report.counts.items()
+        if counts.deleted or counts.cascaded
+    ]
+    check_constraints(statements, order, deleted, using)
     if not report.dry_run:
         reset_sequences(statements, created)
 
 
 @contextlib.contextmanager
-def _in_file(name: str) -> Iterator[None]:
-    """Errors raised inside name the dump (or dumps) they concern, once."""
+def _in_file(name: str, only: type[DatasetSyncError] = DatasetSyncError) -> Iterator[None]:
+    """Errors raised inside (those of type ``only``) name the dump (or dumps) they concern,
+    once."""
     try:
         yield
-    except DatasetSyncError as exc:
+    except only as exc:
         raise exc.in_file(name) from exc
 
 

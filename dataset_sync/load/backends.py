@@ -5,7 +5,9 @@ updates and deletes, ``IN (%s, ...)`` lists for lookups. The vendor classes repl
 costs far more on their database when done the portable way (COPY and one array parameter
 on PostgreSQL with psycopg 3), and take the load's locks the way their database offers
 (see :mod:`dataset_sync.load.lock`). Statements the ORM builds (filters, the collector's
-deletions) are not here; statements built from strings are nowhere else.
+deletions) are not here; statements built from strings are nowhere else. Each database's
+errors are read here too (:meth:`Backend.refusal`): what the first line says, and which
+column, constraint and table it names.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import contextlib
 import functools
 import hashlib
 import math
+import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.management.color import no_style
@@ -27,6 +31,17 @@ LOCK_NAME = "dataset_sync.load"
 ADVISORY_KEY = int.from_bytes(hashlib.sha256(LOCK_NAME.encode()).digest()[:8], "big", signed=True)
 
 Params = Sequence[Any]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What the database said when it refused a statement: the first line of its message,
+    and the column, constraint and table it named, where it names them."""
+
+    message: str
+    column: str | None = None
+    constraint: str | None = None
+    table: str | None = None
 
 
 class LockNotGranted(Exception):  # noqa: N818 - a signal to lock.py, not an error
@@ -124,6 +139,14 @@ class Backend:
         """Whether ``exc`` is the database giving up waiting for a lock."""
         return False
 
+    # Errors.
+
+    def refusal(self, exc: Exception) -> Refusal:
+        """What ``exc``, an error of a statement, says: its first line (a database's message
+        may add lines of detail), and what it names, for a message of one line."""
+        lines = str(exc).strip().splitlines()
+        return Refusal(lines[0].strip() if lines else type(exc).__name__)
+
 
 class PostgreSQL(Backend):
     """A transaction-level advisory lock; with psycopg 3, COPY and ``= ANY(%s)`` as well.
@@ -211,6 +234,20 @@ class PostgreSQL(Backend):
         code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
         return bool(code == self._LOCK_NOT_AVAILABLE)
 
+    #: Where COPY names the column whose value it could not take ("value too long").
+    _COPY_COLUMN = re.compile(r"^COPY [^,]+, line \d+, column (.+?): ")
+
+    def refusal(self, exc: Exception) -> Refusal:
+        # The driver's diagnostics name the column, constraint and table; the message's
+        # further lines (DETAIL, CONTEXT) repeat the row's values, a row of COPY's input.
+        diag: Any = getattr(exc.__cause__, "diag", None)
+        if diag is None or not diag.message_primary:
+            return super().refusal(exc)
+        column = diag.column_name
+        if column is None and (match := self._COPY_COLUMN.match(diag.context or "")):
+            column = match.group(1)
+        return Refusal(diag.message_primary, column, diag.constraint_name, diag.table_name)
+
 
 class MySQL(Backend):
     """A named lock (``GET_LOCK``) around the transaction; ``SELECT ... FOR UPDATE`` on tables.
@@ -267,6 +304,24 @@ class MySQL(Backend):
         cause: Any = exc.__cause__
         return bool(getattr(cause, "args", (None,))[0] == self._LOCK_WAIT_TIMEOUT)
 
+    _COLUMN = re.compile(r"[Cc]olumn '([^']+)'")
+    #: A check constraint (MariaDB, MySQL), a foreign key, a unique index.
+    _CONSTRAINT = re.compile(
+        r"CONSTRAINT `([^`]+)`|[Cc]heck constraint '([^']+)'|for key '(?:[^'.]+\.)?([^']+)'"
+    )
+
+    def refusal(self, exc: Exception) -> Refusal:
+        # The driver's errors are (code, message); str() of one is the tuple's.
+        args = exc.args
+        if len(args) != 2 or not isinstance(args[1], str):
+            return super().refusal(exc)
+        message = args[1].strip().splitlines()[0] if args[1].strip() else str(args[0])
+        column = match.group(1) if (match := self._COLUMN.search(message)) else None
+        constraint = None
+        if match := self._CONSTRAINT.search(message):
+            constraint = next(group for group in match.groups() if group)
+        return Refusal(message, column, constraint)
+
 
 class SQLite(Backend):
     """The database's write lock, taken first in the transaction as ``BEGIN IMMEDIATE`` would;
@@ -292,6 +347,20 @@ class SQLite(Backend):
 
     def is_lock_timeout(self, exc: DatabaseError) -> bool:
         return "database is locked" in str(exc)
+
+    _FAILED = re.compile(r"(NOT NULL|UNIQUE|CHECK) constraint failed: (.+)")
+
+    def refusal(self, exc: Exception) -> Refusal:
+        refusal = super().refusal(exc)
+        match = self._FAILED.fullmatch(refusal.message)
+        if match is None:
+            return refusal
+        kind, names = match.groups()
+        if kind == "CHECK":
+            return Refusal(refusal.message, constraint=names)
+        # table.column, or several of them for a unique constraint on several columns.
+        table, _dot, column = names.split(", ")[0].rpartition(".")
+        return Refusal(refusal.message, column, table=table or None)
 
 
 _VENDORS: dict[str, type[Backend]] = {

@@ -170,6 +170,20 @@ def _check_range(value: Any, bounds: tuple[int, int] | None) -> None:
         raise ValidationError(f"{value} is out of range ({bounds[0]} to {bounds[1]})")
 
 
+def _zero_refused(field: Any, connection: BaseDatabaseWrapper) -> str | None:
+    """Why the database takes no 0 in ``field``'s column, a reference to an automatic key
+    (MySQL and MariaDB read 0 there as "generate one"); None where it does."""
+    while field.remote_field is not None:
+        field = field.target_field
+    if not field.get_internal_type().endswith("AutoField"):
+        return None
+    try:
+        connection.ops.validate_autopk_value(0)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 class _Digits:
     """The decimals a decimal column holds: ``max_digits`` digits once rounded to
     ``decimal_places``, as the database rounds them.
@@ -281,6 +295,13 @@ class RowConverter:
         self.columns = [self.pk_column, *self.by_name.values()]
         #: The attnames of the non-pk columns, in the order existing rows are read.
         self.attnames = tuple(column.attname for column in self.by_name.values())
+        #: Per name of a reference that cannot hold 0 (MySQL, MariaDB): its attname and why.
+        self._zero_refused = {
+            name: (column.attname, reason)
+            for name, column in self.by_name.items()
+            if column.field.remote_field is not None
+            and (reason := _zero_refused(column.field, connection)) is not None
+        }
         #: Object id fields of generic foreign keys whose content type field is a column too.
         self.generic = {
             gfk.fk_field: gfk.ct_field
@@ -308,6 +329,7 @@ class RowConverter:
                 field.target_field,
                 python_type(field.target_field),
                 _integer_range(field.target_field, connection),
+                _zero_refused(field.target_field, connection),
             )
             for name, field in self.m2m.items()
         }
@@ -388,12 +410,17 @@ class RowConverter:
                     f"{describe(self.model, pk)}: field '{name}' has an invalid value {raw!r}"
                     f" ({exc})."
                 ) from None
+        for name, (attname, reason) in self._zero_refused.items():
+            if values.get(attname) == 0:
+                raise SchemaMismatchError(
+                    f"{describe(self.model, pk)}: field '{name}' has an invalid value 0 ({reason})."
+                )
         return Row(pk, values, m2m, data.get("identity"), False, pk)
 
     def _targets(self, name: str, raw: Any) -> set[Any]:
         if not isinstance(raw, list):
             raise ValidationError(f"expected a list of related keys, got {raw!r}")
-        related, target, plain, bounds = self._m2m_targets[name]
+        related, target, plain, bounds, zero_refused = self._m2m_targets[name]
         targets = {
             value
             if type(value) is plain
@@ -407,6 +434,8 @@ class RowConverter:
             for value in targets:
                 if type(value) is int and not low <= value <= high:
                     _check_range(value, bounds)
+        if zero_refused is not None and 0 in targets:
+            raise ValidationError(zero_refused)
         return targets
 
     def _reference(self, related: type[models.Model], key: list[Any]) -> Reference:

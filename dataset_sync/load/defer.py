@@ -13,11 +13,13 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from django.db import DatabaseError, models, transaction
+from django.db import DatabaseError, connections, models, transaction
 from django.utils.crypto import get_random_string
 
 from dataset_sync.errors import LoadIntegrityError
+from dataset_sync.load.backends import backend
 from dataset_sync.load.convert import Row, describe
+from dataset_sync.load.refused import refused_row
 from dataset_sync.load.spool import Selection
 
 Model = type[models.Model]
@@ -70,12 +72,13 @@ class DeferredValues:
                 with transaction.atomic(using=using):
                     manager.filter(pk=pk).update(**values)
             except DatabaseError as exc:
-                raise self._clash(model, pk, values, using) from exc
+                raise self._clash(model, row, values, using, exc) from exc
         self.pending.clear()
 
     def _clash(
-        self, model: Model, pk: Any, values: dict[str, Any], using: str
+        self, model: Model, row: Row, values: dict[str, Any], using: str, exc: Exception
     ) -> LoadIntegrityError:
+        pk = row.pk
         manager = model._base_manager.using(using)
         for attname, value in values.items():
             other = manager.filter(**{attname: value}).exclude(pk=pk).values_list("pk", flat=True)
@@ -86,7 +89,5 @@ class DeferredValues:
                     " deletions. Add that row to the dataset with delete_missing, or change it"
                     " on the target."
                 )
-        return LoadIntegrityError(
-            f"{describe(model, pk)}: the database refused the deferred values of"
-            f" {', '.join(sorted(values))}."
-        )
+        refusal = backend(connections[using]).refusal(exc)
+        return refused_row(model, row.dumped, values, refusal)

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from django.db import IntegrityError, connections, models
+from django.apps import apps
+from django.db import IntegrityError, connections, models, transaction
 
 from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.load.backends import Backend
@@ -75,14 +76,97 @@ def check_cascades(
                 )
 
 
-def check_constraints(models_: Iterable[Model], using: str) -> None:
-    """The database's own check of the constraints it deferred, on the tables written."""
+def check_constraints(
+    backend: Backend, written: Sequence[Model], deleted: Iterable[Model], using: str
+) -> None:
+    """The database's own check of the constraints it deferred, on the tables written, and
+    on those whose foreign keys leave it to the database (DO_NOTHING) what happens when a
+    row of ``deleted`` goes: the collector did not look at them.
+
+    When it fails, the error names a row whose foreign key points nowhere, found with a
+    query per foreign key of the table the database names (or of the tables checked).
+    """
+    connection = connections[using]
+    models_ = list(written)
+    for model in deleted:
+        # Hidden relations too (related_name="+"): related_objects leaves them out.
+        for relation in model._meta.get_fields(include_hidden=True):
+            if not isinstance(relation, models.ForeignObjectRel):
+                continue
+            referrer: Any = relation.related_model
+            if (
+                relation.on_delete is models.DO_NOTHING
+                and relation.field.concrete
+                and getattr(relation.field, "db_constraint", False)
+                and referrer not in models_
+            ):
+                models_.append(referrer)
     try:
-        connections[using].check_constraints(
-            table_names=[model._meta.db_table for model in models_]
-        )
+        # In a savepoint: PostgreSQL takes no further statement in a failed transaction.
+        with transaction.atomic(using=using):
+            connection.check_constraints(table_names=[model._meta.db_table for model in models_])
     except IntegrityError as exc:
-        raise LoadIntegrityError(str(exc)) from exc
+        refusal = backend.refusal(exc)
+        tables = {
+            model._meta.db_table: model for model in apps.get_models(include_auto_created=True)
+        }
+        suspects = [tables[refusal.table]] if refusal.table in tables else _with_links(models_)
+        for model in suspects:
+            if (dangling := _dangling(model, using)) is not None:
+                raise dangling from exc
+        raise LoadIntegrityError(
+            f"the target database's constraint check refused the load ({refusal.message})."
+        ) from exc
+
+
+def _with_links(models_: Sequence[Model]) -> list[Model]:
+    """``models_`` and the tables of their many-to-many links."""
+    found = list(models_)
+    for model in models_:
+        for field in model._meta.local_many_to_many:
+            through: Any = field.remote_field.through
+            if through._meta.auto_created:
+                found.append(through)
+    return found
+
+
+def _dangling(model: Model, using: str) -> LoadIntegrityError | None:
+    """The error naming a row of ``model`` whose foreign key names no row; None if none."""
+    for field in model._meta.local_concrete_fields:
+        relation: Any = field
+        if relation.remote_field is None or not relation.db_constraint:
+            continue
+        related = relation.related_model
+        target = relation.target_field.attname
+        dangling = (
+            model._base_manager.using(using)
+            .filter(**{f"{field.attname}__isnull": False})
+            .exclude(**{f"{field.attname}__in": related._base_manager.using(using).values(target)})
+            .values_list("pk", field.attname)
+        )
+        for pk, value in dangling[:1]:
+            row, name = describe(model, pk), f"field '{field.name}'"
+            owner: Any = model._meta.auto_created
+            if owner:
+                # A many-to-many link: named by the row holding it, and its field.
+                m2m: Any = next(
+                    m2m
+                    for m2m in owner._meta.local_many_to_many
+                    if m2m.remote_field.through is model
+                )
+                if field.name == m2m.m2m_reverse_field_name():
+                    source = model._meta.get_field(m2m.m2m_field_name()).attname  # type: ignore[union-attr]
+                    holder = (
+                        model._base_manager.using(using).values_list(source, flat=True).get(pk=pk)
+                    )
+                    row, name = describe(owner, holder), f"field '{m2m.name}'"
+            return LoadIntegrityError(
+                f"{row}: {name} points at {describe(related, value)}, which the target"
+                " database does not have once the load is done; its foreign key check refused"
+                " the load. Add that row to the dataset, or make sure that no row outside the"
+                " dataset points at rows the load deletes."
+            )
+    return None
 
 
 def reset_sequences(backend: Backend, created: Sequence[Model]) -> None:

@@ -25,9 +25,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator
 
-from django.db import DatabaseError, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 
-from dataset_sync.errors import LockTimeoutError
+from dataset_sync.errors import CommitRefusedError, LockTimeoutError
 from dataset_sync.load.backends import LockNotGranted, backend
 
 
@@ -44,6 +44,7 @@ def locked_transaction(
     """
     statements = backend(connections[using])
     table_names = sorted({model._meta.db_table for model in tables})
+    committing = False
     try:
         with statements.load_lock(timeout), transaction.atomic(using=using):
             try:
@@ -53,8 +54,18 @@ def locked_transaction(
                     raise LockNotGranted from exc
                 raise
             yield
+            committing = True
     except LockNotGranted as exc:
         raise _timeout_error(using, timeout) from exc
+    except IntegrityError as exc:
+        # A constraint the database checks only at commit; the load's own check found
+        # nothing, so only the database's words say what.
+        if not committing:
+            raise
+        raise CommitRefusedError(
+            f"the target database refused to commit the load"
+            f" ({statements.refusal(exc).message}); nothing was written."
+        ) from exc
 
 
 def _timeout_error(using: str, timeout: float | None) -> LockTimeoutError:

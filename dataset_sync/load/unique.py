@@ -18,6 +18,7 @@ from django.db.models import Q
 from dataset_sync.errors import LoadIntegrityError
 from dataset_sync.load.backends import Backend
 from dataset_sync.load.convert import Row, RowConverter, describe
+from dataset_sync.load.refused import refused_rows
 
 Model = type[models.Model]
 #: Deletes those of the given rows that a delete_missing spec would delete anyway.
@@ -157,7 +158,18 @@ class UniqueValues:
         )
 
     def explain(self, exc: Exception, rows: Sequence[Row]) -> LoadIntegrityError:
-        """Name the row and field behind a database error, looking for duplicated values."""
+        """Name the row and field behind a database error, looking for duplicated values;
+        failing that, the rows of the batch."""
+        duplicate = self.duplicate(rows)
+        if duplicate is not None:
+            return duplicate
+        return refused_rows(
+            self.converter.model, [row.dumped for row in rows], self.backend.refusal(exc)
+        )
+
+    def duplicate(self, rows: Sequence[Row]) -> LoadIntegrityError | None:
+        """The error naming a row of ``rows`` whose unique values another row of them, or a
+        row of the target, holds; None when there is none."""
         converter = self.converter
         model = converter.model
         for fields in self.sets:
@@ -187,12 +199,7 @@ class UniqueValues:
             for other_pk, *values in clashes[:1]:
                 key = tuple(values)
                 return self._duplicate(seen[key], fields, key, other_pk)
-        pks = [row.pk for row in rows]
-        first, last = (min(pks, key=repr), max(pks, key=repr)) if pks else (None, None)
-        return LoadIntegrityError(
-            f"{converter.label}: the database refused rows with pk {first!r} to {last!r}:"
-            f" {str(exc).strip()}"
-        )
+        return None
 
     def _duplicate(
         self, pk: Any, fields: tuple[models.Field[Any, Any], ...], key: tuple[Any, ...], other: Any
@@ -216,8 +223,9 @@ class UniqueValues:
             " the target."
         )
 
-    def explain_copies(self, exc: Exception, rows: Sequence[Row]) -> LoadIntegrityError:
-        """Name the row whose unique values a row saved as new would repeat."""
+    def copied_duplicate(self, rows: Sequence[Row]) -> LoadIntegrityError | None:
+        """The error naming a row saved as new whose unique values a row of the target
+        holds; None when there is none."""
         model = self.converter.model
         manager = model._base_manager.using(self.using)
         for fields in self.sets:
@@ -233,7 +241,4 @@ class UniqueValues:
                         " on the target. A copy cannot repeat unique values; drop save_as_new"
                         " for this model, or change the values."
                     )
-        return LoadIntegrityError(
-            f"{self.converter.label}: the database refused the objects saved as new:"
-            f" {str(exc).strip()}"
-        )
+        return None

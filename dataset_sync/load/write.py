@@ -26,6 +26,7 @@ from dataset_sync.load.defer import DeferredValues
 from dataset_sync.load.keys import TargetKeys
 from dataset_sync.load.match import frozen
 from dataset_sync.load.references import KEEP, ReferenceResolver
+from dataset_sync.load.refused import HINT, first_refused, refused_link, refused_row
 from dataset_sync.load.spool import Selection
 from dataset_sync.load.unique import DeleteIfStale, UniqueValues
 from dataset_sync.report import LoadReport
@@ -194,8 +195,7 @@ class TableWriter:
                 linked = {pk for change in links for pk, _ in (*change.add, *change.remove)}
                 updated = {row.pk for row in updates} | reinserted | (linked - created_pks)
                 instances = self._pre_save(rows, created_pks, updated)
-                self._insert(inserts)
-                self._update(updates)
+                self._store(rows, inserts, updates)
         # ArithmeticError: a decimal the backend cannot quantize to the column's digits
         # (Django 4.2), raised while the parameters are built.
         except (DatabaseError, ArithmeticError) as exc:
@@ -221,6 +221,45 @@ class TableWriter:
                 log(f"created {describe(self.model, row.pk)}")
             for pk in sorted(updated, key=repr):
                 log(f"updated {describe(self.model, pk)}")
+
+    def _store(self, rows: list[Row], inserts: list[Row], updates: list[Row]) -> None:
+        """Insert and update rows of the batch ``rows``; when the database refuses them, the
+        error names the row, and the field or constraint.
+
+        In a savepoint of its own, so that the rows the unique values moved out of the way
+        (``make_room``) stay moved while the refused row is looked for.
+        """
+        try:
+            with transaction.atomic(using=self.using):
+                self._insert(inserts)
+                self._update(updates)
+        except (DatabaseError, ArithmeticError) as exc:
+            inserted = {id(row) for row in inserts}
+
+            def write(part: Sequence[Row]) -> None:
+                self._insert([row for row in part if id(row) in inserted])
+                self._update([row for row in part if id(row) not in inserted])
+
+            raise self._refused(exc, rows, [*inserts, *updates], write) from exc
+
+    def _refused(
+        self,
+        exc: Exception,
+        rows: Sequence[Row],
+        written: Sequence[Row],
+        write: Callable[[Sequence[Row]], object],
+    ) -> LoadIntegrityError:
+        """Name the row behind ``exc``, which ``write`` raised for the rows ``written`` of the
+        batch ``rows``: one whose unique value another row holds, or else the first that the
+        database refuses when written again, part by part."""
+        duplicate = self.unique.duplicate(rows)
+        if duplicate is not None:
+            return duplicate
+        found = first_refused(written, write, self.using)
+        if found is None:
+            return self.unique.explain(exc, rows)
+        row, error = found
+        return refused_row(self.model, row.dumped, row.values, self.backend.refusal(error))
 
     def _record_references(self, rows: list[Row]) -> None:
         for relation, holders in self.references.items():
@@ -353,14 +392,20 @@ class TableWriter:
         and ``pre_save`` and ``post_save`` sent with ``raw=True``; the database hands out the
         keys.
         """
-        objs = [self.model(**row.values) for row in rows]
+        objs = {id(row): self.model(**row.values) for row in rows}
+
+        def save(part: Sequence[Row]) -> None:
+            for row in part:
+                objs[id(row)].save_base(raw=True, force_insert=True, using=self.using)
+
         try:
             with transaction.atomic(using=self.using):
-                for obj in objs:
-                    obj.save_base(raw=True, force_insert=True, using=self.using)
+                save(rows)
         except DatabaseError as exc:
-            raise self.unique.explain_copies(exc, rows) from exc
-        self.keys.allocated(self.model, rows, [obj.pk for obj in objs])
+            raise (
+                self.unique.copied_duplicate(rows) or self._refused(exc, rows, rows, save)
+            ) from exc
+        self.keys.allocated(self.model, rows, [objs[id(row)].pk for row in rows])
 
     def _allocate(self, rows: list[Row]) -> None:
         """Insert rows whose identity the target does not have, in bulk, under new keys.
@@ -380,11 +425,15 @@ class TableWriter:
             for row in rows:
                 row.pk = pk.get_default()
         instances = self._pre_save(rows, {row.pk for row in rows}, set())
+
+        def insert(part: Sequence[Row]) -> None:
+            self._insert(list(part), with_keys=not generated)
+
         try:
             with transaction.atomic(using=self.using):
-                self._insert(rows, with_keys=not generated)
+                insert(rows)
         except (DatabaseError, ArithmeticError) as exc:
-            raise self.unique.explain(exc, rows) from exc
+            raise self._refused(exc, rows, rows, insert) from exc
         if generated:
             identities = [row.identity or [] for row in rows]
             found = self.keys.matcher.resolve(self.model, identities)
@@ -429,39 +478,64 @@ class TableWriter:
     def _link(self, changes: list[Links]) -> None:
         """Add and remove the links :meth:`_link_changes` found."""
         for change in changes:
-            if not change.add and not change.remove:
-                continue
-            m2m = self.converter.m2m[change.name]
-            source, target = self._link_columns[change.name]
-            through = m2m.remote_field.through._meta.db_table
-            columns = [source.column, target.column]
-            try:
-                with transaction.atomic(using=self.using):
-                    self.backend.insert(
-                        through,
-                        columns,
-                        [(source.db(pk), target.db(other)) for pk, other in change.add],
-                    )
-                    self.backend.delete(
-                        through,
-                        columns,
-                        [(source.db(pk), target.db(other)) for pk, other in change.remove],
-                    )
-            except DatabaseError as exc:
+            if change.add or change.remove:
+                self._set_links(change)
+
+    def _set_links(self, change: Links) -> None:
+        m2m = self.converter.m2m[change.name]
+        source, target = self._link_columns[change.name]
+        through = m2m.remote_field.through._meta.db_table
+        columns = [source.column, target.column]
+        # (whether to add it, the link), in the order they are written.
+        links = [(True, pair) for pair in change.add] + [(False, pair) for pair in change.remove]
+
+        def write(part: Sequence[tuple[bool, Pair]]) -> None:
+            self.backend.insert(
+                through,
+                columns,
+                [(source.db(pk), target.db(other)) for add, (pk, other) in part if add],
+            )
+            self.backend.delete(
+                through,
+                columns,
+                [(source.db(pk), target.db(other)) for add, (pk, other) in part if not add],
+            )
+
+        try:
+            with transaction.atomic(using=self.using):
+                write(links)
+        except DatabaseError as exc:
+            found = first_refused(links, write, self.using)
+            if found is None:
                 raise LoadIntegrityError(
-                    f"{self.converter.label}: setting '{change.name}' failed: {exc}"
+                    f"{self.converter.label}: setting '{change.name}' was refused by the"
+                    f" target database ({self.backend.refusal(exc).message}). {HINT}"
                 ) from exc
+            (_add, pair), error = found
+            refusal = self.backend.refusal(error)
+            raise refused_link(self.model, change.name, pair, refusal) from exc
 
     def set_column(self, attname: str, pairs: list[Pair]) -> None:
         """Set the column of ``attname`` of each row (pk, value) of ``pairs``."""
         converter = self.converter
         column = next(c for c in converter.by_name.values() if c.attname == attname)
-        self.backend.update(
-            self.model._meta.db_table,
-            [column.column],
-            converter.pk_column.column,
-            [[column.db(value), converter.pk_column.db(pk)] for pk, value in pairs],
-        )
+
+        def write(part: Sequence[Pair]) -> None:
+            self.backend.update(
+                self.model._meta.db_table,
+                [column.column],
+                converter.pk_column.column,
+                [[column.db(value), converter.pk_column.db(pk)] for pk, value in part],
+            )
+
+        try:
+            with transaction.atomic(using=self.using):
+                write(pairs)
+        except DatabaseError as exc:
+            found = first_refused(pairs, write, self.using)
+            (pk, value), error = found if found is not None else (pairs[0], exc)
+            refusal = self.backend.refusal(error)
+            raise refused_row(self.model, pk, {attname: value}, refusal) from exc
 
     def link(self, name: str, pairs: list[Pair]) -> None:
         """Add the links (pk, related pk) of ``pairs`` to the many-to-many field ``name``."""
