@@ -18,6 +18,7 @@ import django
 import pytest
 from django.contrib.contenttypes.models import ContentType
 from django.core import checks as django_checks
+from django.core.management import load_command_class
 from django.core.management.base import CommandError
 from django.db import connections
 
@@ -870,11 +871,34 @@ def test_renames_that_cannot_work_refuse_a_load_in_one_line(
         with pytest.raises(InvalidSpecError) as excinfo:
             api(path, using="target")
         assert str(excinfo.value) == f"{path}: {message}"
-    with pytest.raises(CommandError) as excinfo:
-        run("loaddata-spec", str(path), "--database", "target")
-    assert str(excinfo.value) == f"{path}: {message}"
-    assert excinfo.value.returncode == 4
     assert drift_rows("target") == before
+
+
+def from_the_shell(*argv):
+    """Run a command as manage.py does, system checks included; its exit code."""
+    command = load_command_class("dataset_sync", argv[0])
+    with pytest.raises(SystemExit) as exit_info:
+        command.run_from_argv(["manage.py", *argv])
+        raise SystemExit(0)
+    return exit_info.value.code
+
+
+def test_renames_that_cannot_work_refuse_a_load_from_the_shell_with_exit_code_4(
+    tmp_path, settings, capsys
+):
+    """No system check gets there first (exit code 1, no summary line); and a setting that
+    only loads read does not stop a dump."""
+    path = copy(tmp_path, "widgets")
+    settings.DATASET_SYNC_MODEL_RENAMES = {"drift.widget": "drift.gone"}
+    message = (
+        "DATASET_SYNC_MODEL_RENAMES: 'drift.gone', which 'drift.widget' is renamed to, is not"
+        " an installed model."
+    )
+    assert from_the_shell("loaddata-spec", str(path), "--database", "target") == 4
+    out, err = capsys.readouterr()
+    assert err == f"CommandError: {path}: {message}\n"
+    assert out.splitlines()[-1].startswith("dataset_sync.load status=bad_input exit_code=4")
+    assert from_the_shell("dumpdata-spec", "widgets", "-o", str(tmp_path / "again.json")) == 0
 
 
 def test_a_model_rename_reaches_every_place_a_header_names_the_model():
