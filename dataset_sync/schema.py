@@ -41,11 +41,14 @@ Fingerprint = dict[str, Any]
 Applied = set[tuple[str, str]]
 
 #: What a problem is, for the advice that ends the message.
-_MIGRATION, _APP, _MODEL, _DUMP_ONLY, _CHANGED, _REQUIRED = (
+_MIGRATION, _APP, _MODEL, _DUMP_ONLY, _RENAMED, _CHANGED, _REQUIRED = (
     "migration",
     "app",
     "model",
     "dump_only",
+    # A field only the dump has, with one of the same kind only this database has, which
+    # rows need a value for: skipping the first would leave the second without one.
+    "renamed",
     "changed",
     "required",
 )
@@ -257,12 +260,22 @@ def _compare_model(
     meta = model._meta
     label = meta.label_lower
     ours = fingerprint(model)
+    renamed = _renamed_field(dumped, ours)
     for name, theirs in dumped.items():
         where = f"{label}.{name}"
         mine = ours.get(name)
         if mine is None:
             if ignorenonexistent:
                 drift.append(Drift("field_skipped", meta.app_label, label, name))
+            elif renamed is not None and renamed[0] == name:
+                problems.append(
+                    (
+                        f"{where}: the dump has this field ({theirs['type']}), this database's"
+                        f" model has '{renamed[1]}' instead (renamed? DATASET_SYNC_RENAMES ="
+                        f" {{'{label}': {{'{name}': '{renamed[1]}'}}}})",
+                        _RENAMED if _required(meta.get_field(renamed[1])) else _DUMP_ONLY,
+                    )
+                )
             else:
                 problems.append(
                     (
@@ -295,8 +308,10 @@ def _compare_model(
                 drift.append(Drift("column_renamed", meta.app_label, label, name, detail=detail))
     for name in [name for name in ours if name not in dumped]:
         field: Any = meta.get_field(name)
-        if field.many_to_many or field.null or field.has_default() or has_db_default(field):
+        if not _required(field):
             drift.append(Drift("field_not_in_dump", meta.app_label, label, name))
+        elif renamed is not None and renamed[1] == name and not ignorenonexistent:
+            pass  # the dump's field of the same kind names it above, as perhaps renamed
         else:
             problems.append(
                 (
@@ -305,6 +320,25 @@ def _compare_model(
                     _REQUIRED,
                 )
             )
+
+
+def _renamed_field(
+    dumped: dict[str, Fingerprint], ours: dict[str, Fingerprint]
+) -> tuple[str, str] | None:
+    """(dumped name, name here) when the dump and this database each have one field the other
+    lacks, of the same kind: most likely one field, renamed."""
+    theirs_only = [name for name in dumped if name not in ours]
+    ours_only = [name for name in ours if name not in dumped]
+    if len(theirs_only) == 1 and len(ours_only) == 1:
+        old, new = theirs_only[0], ours_only[0]
+        if _kind(dumped[old]) == _kind(ours[new]):
+            return old, new
+    return None
+
+
+def _required(field: Any) -> bool:
+    """Whether a row cannot be inserted without a value for ``field``."""
+    return not (field.many_to_many or field.null or field.has_default() or has_db_default(field))
 
 
 def has_db_default(field: Any) -> bool:
@@ -335,11 +369,12 @@ def _message(problems: list[tuple[str, str]], behind: bool) -> str:
             for kind, declaration in (
                 (_MODEL, "models renamed here in DATASET_SYNC_MODEL_RENAMES"),
                 (_DUMP_ONLY, "fields renamed here in DATASET_SYNC_RENAMES"),
+                (_RENAMED, "fields renamed here in DATASET_SYNC_RENAMES"),
             )
             if kind in kinds
         ]
         if renamed:
-            advice.append(f"declare {' and '.join(renamed)}")
+            advice.append(f"declare {' and '.join(dict.fromkeys(renamed))}")
     if kinds <= _SKIPPABLE:
         advice.append("load with --ignorenonexistent to skip what this database lacks")
     what = "; ".join(problem for problem, _kind in problems)

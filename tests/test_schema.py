@@ -260,10 +260,10 @@ def test_a_renamed_field_is_refused_naming_both_names(older, tmp_path):
     refused_everywhere(
         path,
         f"{path}: the dump's schema does not fit this database's: drift.part.label: the dump has"
-        " this field (CharField), this database's model does not; drift.part.title: only this"
-        " database has this field, and it is NOT NULL without a default, so rows the dump"
-        " creates could not be written. Migrate the source as far as this database and dump"
-        " again, or declare fields renamed here in DATASET_SYNC_RENAMES.",
+        " this field (CharField), this database's model has 'title' instead (renamed?"
+        " DATASET_SYNC_RENAMES = {'drift.part': {'label': 'title'}}). Migrate the source as far"
+        " as this database and dump again, or declare fields renamed here in"
+        " DATASET_SYNC_RENAMES.",
         drift_rows("target"),
     )
 
@@ -708,11 +708,10 @@ def test_a_renamed_model_is_refused_without_the_declaration(older, tmp_path, set
     refused_everywhere(
         path,
         f"{path}: the dump's schema does not fit this database's: drift.component.name: the"
-        " dump has this field (CharField), this database's model does not;"
-        " drift.component.title: only this database has this field, and it is NOT NULL"
-        " without a default, so rows the dump creates could not be written. Migrate the source"
-        " as far as this database and dump again, or declare fields renamed here in"
-        " DATASET_SYNC_RENAMES.",
+        " dump has this field (CharField), this database's model has 'title' instead"
+        " (renamed? DATASET_SYNC_RENAMES = {'drift.component': {'name': 'title'}}). Migrate"
+        " the source as far as this database and dump again, or declare fields renamed here"
+        " in DATASET_SYNC_RENAMES.",
         before,
     )
 
