@@ -229,11 +229,12 @@ def test_a_reference_of_zero_is_refused_in_one_line(tmp_path, field, fails):
     is a value the field cannot hold; elsewhere it names a row that does not exist."""
     before = rows("target")
     if field == "section":
-        model, related, held = "testapp.page", "testapp.section", "0"
+        model, related, held, way_out = "testapp.page", "testapp.section", "0", ""
         specs = SPECS
         objects = [{"model": "testapp.page", "pk": 900, "fields": {"section": 0, "title": "t"}}]
     else:
         model, related, held = "testapp.question", "testapp.tag", "[0]"
+        way_out = ", or list 'tags' in the spec's ignore_missing_m2m to drop such links"
         specs = [{"model": "testapp.author"}, {"model": "testapp.question"}]
         objects = [
             {"model": "testapp.author", "pk": 1, "fields": {"name": "a", "email": "a@x.org"}},
@@ -260,6 +261,6 @@ def test_a_reference_of_zero_is_refused_in_one_line(tmp_path, field, fails):
         message = (
             f"{model}(pk=900): field '{field}' points at {related}(pk=0), which is neither in"
             f" the dump nor in the target database. Add {related} to the dataset or create the"
-            " row on the target first."
+            f" row on the target first{way_out}."
         )
     fails(path, exception, f"{path}: {message}", before, trusted=True)
