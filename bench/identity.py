@@ -39,7 +39,9 @@ def generate(questions: int, authors: int, tags: int, choices: int, per_question
     with transaction.atomic(using=using):
         publishers = [
             Publisher(
-                id=rng.randrange(1, 2**53), uuid=uuid.UUID(int=rng.getrandbits(128)), name=f"P{i}"
+                id=rng.randrange(1, 2**53),
+                uuid=uuid.UUID(int=rng.getrandbits(128), version=4),
+                name=f"P{i}",
             )
             for i in range(authors)
         ]
